@@ -1,1 +1,30 @@
-//! Postern listener: config.
+//! Postern's listener configuration.
+//!
+//! One YAML file configures a `postern-listener` process; its `listeners` items are the
+//! parameters of KumoMTA's `kumo.start_esmtp_listener`, in camelCase. The same
+//! [`ListenerConfig`] type is embedded in the operator's `EsmtpListener` CRD, so the file
+//! format and the Kubernetes API cannot drift apart.
+
+mod duration;
+mod error;
+mod file;
+mod key_source;
+mod listener;
+mod net;
+mod validate;
+
+pub use duration::HumanDuration;
+pub use error::ConfigError;
+pub use file::{
+    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_SPOOL_PATH, LogTarget, SpoolConfig,
+};
+pub use key_source::{
+    DEFAULT_VAULT_AUTH_MOUNT, DEFAULT_VAULT_KEY, KeySource, KeySourceFields, SecretKeyRef,
+    SecretSource, VaultAuth, VaultSource,
+};
+pub use listener::{
+    DEFAULT_BANNER, DEFAULT_HEADER_NAME, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_SIZE, DomainConfig,
+    ListenerConfig, TraceHeaders,
+};
+pub use net::{IpNetwork, ListenAddr};
+pub use validate::{Context, validate_listeners};

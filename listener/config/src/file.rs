@@ -1,0 +1,189 @@
+//! The listener process's YAML file: listeners, spool, log and admin endpoint.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{ConfigError, HumanDuration, ListenerConfig, validate};
+
+/// Default spool directory, relative to the working directory.
+pub const DEFAULT_SPOOL_PATH: &str = "./postern-spool";
+/// Default address of the admin HTTP endpoint (`/livez`, `/readyz`, `/metrics`).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8025";
+
+/// A whole `postern-listener` configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The listeners; each item is one `start_esmtp_listener` call.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Where accepted messages are stored.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// Where reception and rejection records go: `stdout` or a file path.
+    #[serde(default)]
+    pub log: LogTarget,
+    /// The admin HTTP endpoint.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// How long sessions in a transaction may go on after SIGTERM.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_period: HumanDuration,
+}
+
+/// The spool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of the spool; created when missing.
+    #[serde(default = "default_spool_path")]
+    pub path: PathBuf,
+}
+
+/// The admin HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address serving `/livez`, `/readyz` and `/metrics`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+/// Where log records go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output, one JSON object per line.
+    #[default]
+    Stdout,
+    /// A file, appended to, one JSON object per line.
+    File(PathBuf),
+}
+
+impl Config {
+    /// The embedded default: one listener on 127.0.0.1:2525 relaying from loopback,
+    /// spool in `./postern-spool`, logs to stdout, admin on 127.0.0.1:8025.
+    pub fn embedded_default() -> Self {
+        serde_yaml::from_str("{}").expect("the empty config takes every default")
+    }
+
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::Parse {
+                field: if field == "." { "config".into() } else { field },
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: unique listen addresses, domain keys, TLS pairs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::invalid(
+                "listeners",
+                "is empty; expected at least one listener",
+            ));
+        }
+        validate::validate_listeners(&self.listeners, "listeners", validate::Context::File)
+    }
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stdout => f.write_str("stdout"),
+            Self::File(path) => path.display().fmt(f),
+        }
+    }
+}
+
+impl FromStr for LogTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Err("is empty; expected 'stdout' or a file path".into()),
+            "stdout" | "-" => Ok(Self::Stdout),
+            path => Ok(Self::File(path.into())),
+        }
+    }
+}
+
+impl Serialize for LogTarget {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LogTarget {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for LogTarget {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LogTarget".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "'stdout' or the path of a file to append JSON lines to.",
+            "minLength": 1,
+        })
+    }
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: default_spool_path(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![ListenerConfig::default()]
+}
+fn default_spool_path() -> PathBuf {
+    DEFAULT_SPOOL_PATH.into()
+}
+fn default_admin_listen() -> SocketAddr {
+    DEFAULT_ADMIN_LISTEN
+        .parse()
+        .expect("the default admin address parses")
+}
+const fn default_grace() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}

@@ -1,0 +1,188 @@
+//! One listener: the parameters of one `kumo.start_esmtp_listener` call.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{HumanDuration, IpNetwork, KeySource, ListenAddr};
+
+/// Default `listen` address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
+/// Default `banner` text, shown after the hostname in the 220 greeting.
+pub const DEFAULT_BANNER: &str = "Postern ESMTP";
+/// Default `maxMessageSize`: 20 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 20 * 1024 * 1024;
+/// Default supplemental trace header name.
+pub const DEFAULT_HEADER_NAME: &str = "X-KumoRef";
+
+/// One ESMTP listener. Field names are the seed's parameters in camelCase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Text after the hostname in the 220 greeting; do not include a hostname.
+    #[serde(default = "default_banner")]
+    pub banner: String,
+    /// How long to wait for data from the client (at a command or inside DATA) before `421 4.4.2`.
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: HumanDuration,
+    /// Acknowledge messages after holding them in memory only, without a disk write.
+    /// DANGER: messages are lost if the process dies before they are written.
+    #[serde(default)]
+    pub deferred_spool: bool,
+    /// Per-domain relay and report rules; keys are domains or `*.`-wildcards.
+    #[serde(default)]
+    pub domains: BTreeMap<String, DomainConfig>,
+    /// Hostname for the banner, EHLO and Received headers; the machine's hostname when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Address to bind: `IP:PORT`, `[IPv6]:PORT` or `0:PORT`.
+    #[serde(default = "default_listen")]
+    pub listen: ListenAddr,
+    /// MAIL FROM commands allowed on one connection; further ones get a transient failure.
+    #[serde(default = "default_max_messages_per_connection")]
+    #[schemars(range(min = 1))]
+    pub max_messages_per_connection: u32,
+    /// RCPT TO commands allowed in one transaction; further ones get `452 4.5.3`.
+    #[serde(default = "default_max_recipients_per_message")]
+    #[schemars(range(min = 1))]
+    pub max_recipients_per_message: u32,
+    /// Largest message accepted, in bytes; advertised with SIZE.
+    #[serde(default = "default_max_message_size")]
+    #[schemars(range(min = 1))]
+    pub max_message_size: u64,
+    /// Static metadata merged into every message received on this listener.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Peers (IPs or CIDR blocks) that may relay to any domain.
+    #[serde(default = "default_relay_hosts")]
+    pub relay_hosts: Vec<IpNetwork>,
+    /// Certificate chain for STARTTLS; a self-signed certificate when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<KeySource>,
+    /// Private key for STARTTLS; a self-signed certificate when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_private_key: Option<KeySource>,
+    /// How often Vault sources are read again (files are re-read when they change).
+    #[serde(default = "default_tls_refresh_interval")]
+    pub tls_refresh_interval: HumanDuration,
+    /// The `Received` and supplemental trace headers.
+    #[serde(default)]
+    pub trace_headers: TraceHeaders,
+}
+
+/// Relay and report rules for one recipient (or sender) domain.
+///
+/// An exact key wins over a wildcard, so an entry with every value `false` excludes a
+/// domain from a wildcard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DomainConfig {
+    /// Anyone may relay mail addressed to this domain.
+    #[serde(default)]
+    pub relay_to: bool,
+    /// Peers in these networks may relay to anywhere when the sender's domain is this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_from: Vec<IpNetwork>,
+    /// Accept and log RFC 3464 bounce reports addressed to this domain.
+    #[serde(default)]
+    pub log_oob: bool,
+    /// Accept and log RFC 5965 feedback reports addressed to this domain.
+    #[serde(default)]
+    pub log_arf: bool,
+}
+
+/// The trace headers added to each received message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TraceHeaders {
+    /// Add the standard `Received:` header.
+    #[serde(default = "yes")]
+    pub received_header: bool,
+    /// Add the supplemental header that ties feedback reports to the original mailing.
+    #[serde(default = "yes")]
+    pub supplemental_header: bool,
+    /// Name of the supplemental header.
+    #[serde(default = "default_header_name")]
+    pub header_name: String,
+    /// Metadata fields copied into the supplemental header (base64, not encrypted: public).
+    #[serde(default)]
+    pub include_meta_names: Vec<String>,
+}
+
+impl Default for TraceHeaders {
+    fn default() -> Self {
+        Self {
+            received_header: true,
+            supplemental_header: true,
+            header_name: default_header_name(),
+            include_meta_names: Vec::new(),
+        }
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            banner: default_banner(),
+            client_timeout: default_client_timeout(),
+            deferred_spool: false,
+            domains: BTreeMap::new(),
+            hostname: None,
+            listen: default_listen(),
+            max_messages_per_connection: default_max_messages_per_connection(),
+            max_recipients_per_message: default_max_recipients_per_message(),
+            max_message_size: default_max_message_size(),
+            meta: BTreeMap::new(),
+            relay_hosts: default_relay_hosts(),
+            tls_certificate: None,
+            tls_private_key: None,
+            tls_refresh_interval: default_tls_refresh_interval(),
+            trace_headers: TraceHeaders::default(),
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The configured hostname, else this machine's.
+    pub fn effective_hostname(&self) -> String {
+        self.hostname
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    }
+}
+
+const fn yes() -> bool {
+    true
+}
+fn default_banner() -> String {
+    DEFAULT_BANNER.into()
+}
+const fn default_client_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_listen() -> ListenAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .expect("the default listen address parses")
+}
+const fn default_max_messages_per_connection() -> u32 {
+    10_000
+}
+const fn default_max_recipients_per_message() -> u32 {
+    1024
+}
+const fn default_max_message_size() -> u64 {
+    DEFAULT_MAX_MESSAGE_SIZE
+}
+fn default_relay_hosts() -> Vec<IpNetwork> {
+    ["127.0.0.1", "::1"]
+        .map(|h| h.parse().expect("default relay hosts parse"))
+        .to_vec()
+}
+const fn default_tls_refresh_interval() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_header_name() -> String {
+    DEFAULT_HEADER_NAME.into()
+}

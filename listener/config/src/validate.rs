@@ -1,0 +1,122 @@
+//! Rules that span fields, shared by the listener's file and the operator's CRD.
+
+use std::collections::HashMap;
+
+use crate::{ConfigError, KeySource, ListenerConfig, VaultAuth};
+
+/// Where a listener configuration comes from; decides which key sources are allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A `postern-listener` YAML file: Kubernetes Secret sources cannot be resolved here.
+    File,
+    /// An `EsmtpListener` resource: the operator resolves Secret sources to mounted files.
+    Kubernetes,
+}
+
+/// Validates every listener; `prefix` is the field path of the list, e.g. `listeners`.
+pub fn validate_listeners(
+    listeners: &[ListenerConfig],
+    prefix: &str,
+    context: Context,
+) -> Result<(), ConfigError> {
+    let mut seen = HashMap::new();
+    for (i, listener) in listeners.iter().enumerate() {
+        let at = format!("{prefix}[{i}]");
+        validate_listener(listener, &at, context)?;
+        let addr = listener.listen.socket_addr();
+        if addr.port() == 0 {
+            continue;
+        }
+        if let Some(first) = seen.insert(addr, i) {
+            return Err(ConfigError::invalid(
+                format!("{at}.listen"),
+                format!(
+                    "'{addr}' is already used by {prefix}[{first}]; expected a unique address per listener"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(), ConfigError> {
+    if l.banner.contains(['\r', '\n']) {
+        return Err(ConfigError::invalid(
+            format!("{at}.banner"),
+            "must be one line (no CR or LF)",
+        ));
+    }
+    if let Some(host) = &l.hostname {
+        if !is_domain(host) {
+            return Err(ConfigError::invalid(
+                format!("{at}.hostname"),
+                format!("'{host}' is not a host name; expected e.g. mx1.example.com"),
+            ));
+        }
+    }
+    for key in l.domains.keys() {
+        let name = key.strip_prefix("*.").unwrap_or(key);
+        if !is_domain(name) {
+            return Err(ConfigError::invalid(
+                format!("{at}.domains"),
+                format!("key '{key}' is not a domain; expected e.g. example.com or *.example.com"),
+            ));
+        }
+    }
+    let header = &l.trace_headers.header_name;
+    if header.is_empty() || !header.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(ConfigError::invalid(
+            format!("{at}.traceHeaders.headerName"),
+            format!(
+                "'{header}' is not a header field name; expected printable ASCII without ':' or spaces"
+            ),
+        ));
+    }
+    match (&l.tls_certificate, &l.tls_private_key) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{at}.tlsPrivateKey"),
+                "tlsCertificate and tlsPrivateKey go together; set both or neither",
+            ));
+        }
+        _ => {}
+    }
+    for (name, source) in [
+        ("tlsCertificate", &l.tls_certificate),
+        ("tlsPrivateKey", &l.tls_private_key),
+    ] {
+        if let (Context::File, Some(source)) = (context, source) {
+            check_file_context(source)
+                .map_err(|m| ConfigError::invalid(format!("{at}.{name}"), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_file_context(source: &KeySource) -> Result<(), String> {
+    match source {
+        KeySource::Secret(s) => Err(format!(
+            "secretName '{}' only works in an EsmtpListener; in a file use a path or a Vault source",
+            s.secret_name
+        )),
+        KeySource::Vault(v) if matches!(v.auth, VaultAuth::TokenSecret(_)) => Err(
+            "vaultTokenSecret only works in an EsmtpListener; in a file use vaultTokenFile, vaultToken or vaultRole".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A DNS name of letters, digits and hyphens in dot-separated labels.
+fn is_domain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,139 @@
+//! The YAML file: defaults, the seed's examples, and one-line errors for bad input.
+
+use postern_config::{Config, ConfigError, KeySource, LogTarget};
+
+fn error_of(yaml: &str) -> String {
+    Config::parse(yaml).unwrap_err().to_string()
+}
+
+#[test]
+fn the_empty_file_is_the_embedded_default() {
+    let config = Config::parse("{}").unwrap();
+    assert_eq!(config, Config::embedded_default());
+    let l = &config.listeners[0];
+    assert_eq!(l.listen.to_string(), "127.0.0.1:2525");
+    assert_eq!(l.client_timeout.get().as_secs(), 60);
+    assert_eq!(l.max_messages_per_connection, 10_000);
+    assert_eq!(l.max_recipients_per_message, 1024);
+    assert_eq!(l.max_message_size, 20 * 1024 * 1024);
+    assert_eq!(l.trace_headers.header_name, "X-KumoRef");
+    assert!(l.trace_headers.received_header && l.trace_headers.supplemental_header);
+    let relay: Vec<String> = l.relay_hosts.iter().map(ToString::to_string).collect();
+    assert_eq!(relay, ["127.0.0.1", "::1"]);
+    assert_eq!(config.spool.path.to_str(), Some("./postern-spool"));
+    assert_eq!(config.log, LogTarget::Stdout);
+}
+
+#[test]
+fn every_seed_parameter_has_a_field() {
+    let config = Config::parse(
+        r#"
+listeners:
+  - banner: Welcome
+    clientTimeout: 30s
+    deferredSpool: true
+    hostname: mx.example.com
+    listen: "0:25"
+    maxMessagesPerConnection: 5
+    maxRecipientsPerMessage: 2
+    maxMessageSize: 1000
+    meta: {tenant: acme}
+    relayHosts: ["10.0.0.0/8", "2001:db8::/32"]
+    tlsCertificate: /tls/tls.crt
+    tlsPrivateKey: {vaultMount: secret, vaultPath: tls/mx.key}
+    traceHeaders: {receivedHeader: false, supplementalHeader: true, headerName: X-Ref, includeMetaNames: [tenant]}
+    domains:
+      example.com: {relayTo: true}
+      bounce.example.com: {logOob: true}
+      fbl.example.com: {logArf: true}
+      send.example.com: {relayFrom: ["10.0.0.0/24"]}
+      "*.example.com": {logOob: true, logArf: true, relayTo: true}
+      www.example.com: {relayTo: false, logArf: false, logOob: false}
+log: /var/log/postern.jsonl
+spool: {path: /spool}
+admin: {listen: "0.0.0.0:8025"}
+"#,
+    )
+    .unwrap();
+    let l = &config.listeners[0];
+    assert_eq!(l.listen.to_string(), "0.0.0.0:25");
+    assert_eq!(l.domains.len(), 6);
+    assert!(matches!(l.tls_certificate, Some(KeySource::File { .. })));
+    assert!(matches!(l.tls_private_key, Some(KeySource::Vault(_))));
+    assert_eq!(config.log, LogTarget::File("/var/log/postern.jsonl".into()));
+}
+
+#[test]
+fn errors_name_the_field_the_value_and_what_is_expected() {
+    let cases = [
+        (
+            "listeners: [{relayHosts: ['10.0.0.1/24']}]",
+            "listeners[0].relayHosts[0]",
+            "did you mean 10.0.0.0/24",
+        ),
+        (
+            "listeners: [{relayHosts: [nope]}]",
+            "listeners[0].relayHosts[0]",
+            "'nope' is not valid",
+        ),
+        (
+            "listeners: [{clientTimeout: soon}]",
+            "listeners[0].clientTimeout",
+            "'soon' is not a duration",
+        ),
+        (
+            "listeners: [{listen: 'localhost:25'}]",
+            "listeners[0].listen",
+            "expected IP:PORT",
+        ),
+        (
+            "listeners: [{colour: blue}]",
+            "listeners[0]",
+            "unknown field `colour`",
+        ),
+        (
+            "spool: {path: /x, size: 3}",
+            "spool",
+            "unknown field `size`",
+        ),
+        (
+            "listeners: [{listen: '127.0.0.1:25'}, {listen: '127.0.0.1:25'}]",
+            "listeners[1].listen",
+            "already used by listeners[0]",
+        ),
+        (
+            "listeners: [{domains: {'*example.com': {relayTo: true}}}]",
+            "listeners[0].domains",
+            "'*example.com'",
+        ),
+        (
+            "listeners: [{tlsCertificate: /a}]",
+            "listeners[0].tlsPrivateKey",
+            "set both or neither",
+        ),
+        (
+            "listeners: [{tlsCertificate: {secretName: a}, tlsPrivateKey: {secretName: a}}]",
+            "listeners[0].tlsCertificate",
+            "only works in an EsmtpListener",
+        ),
+        ("listeners: []", "listeners", "at least one"),
+    ];
+    for (yaml, field, expected) in cases {
+        let message = error_of(yaml);
+        assert!(message.starts_with(field), "{yaml}: {message}");
+        assert!(message.contains(expected), "{yaml}: {message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+}
+
+#[test]
+fn missing_file_is_a_read_error() {
+    let err = Config::load("/nonexistent/postern.yaml".as_ref()).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/postern.yaml"));
+}
+
+#[test]
+fn listeners_on_port_zero_may_repeat() {
+    Config::parse("listeners: [{listen: '127.0.0.1:0'}, {listen: '127.0.0.1:0'}]").unwrap();
+}
