@@ -132,7 +132,7 @@ pub struct KeySourceFields {
 #[serde(untagged)]
 enum KeySourceRepr {
     Path(PathBuf),
-    Fields(KeySourceFields),
+    Fields(Box<KeySourceFields>),
 }
 
 impl TryFrom<KeySourceRepr> for KeySource {
@@ -141,7 +141,7 @@ impl TryFrom<KeySourceRepr> for KeySource {
     fn try_from(repr: KeySourceRepr) -> Result<Self, Self::Error> {
         match repr {
             KeySourceRepr::Path(path) => Ok(Self::File { path }),
-            KeySourceRepr::Fields(fields) => Self::try_from(fields),
+            KeySourceRepr::Fields(fields) => Self::try_from(*fields),
         }
     }
 }

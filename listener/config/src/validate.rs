@@ -46,13 +46,13 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
             "must be one line (no CR or LF)",
         ));
     }
-    if let Some(host) = &l.hostname {
-        if !is_domain(host) {
-            return Err(ConfigError::invalid(
-                format!("{at}.hostname"),
-                format!("'{host}' is not a host name; expected e.g. mx1.example.com"),
-            ));
-        }
+    if let Some(host) = &l.hostname
+        && !is_domain(host)
+    {
+        return Err(ConfigError::invalid(
+            format!("{at}.hostname"),
+            format!("'{host}' is not a host name; expected e.g. mx1.example.com"),
+        ));
     }
     for key in l.domains.keys() {
         let name = key.strip_prefix("*.").unwrap_or(key);
