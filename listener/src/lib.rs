@@ -1,1 +1,20 @@
-//! Postern listener.
+//! `postern-listener`: Postern's ESMTP relay listener.
+//!
+//! The SMTP protocol ([`smtp`]) and the [`session`] are pure state machines; the
+//! [`connection`] driver does the socket I/O; [`relay`] decides relaying, [`trace`]
+//! writes the trace headers, [`received`] turns a received message into a spool entry
+//! and log records; [`server`] starts and stops the whole process.
+
+pub mod admin;
+pub mod cli;
+pub mod connection;
+pub mod context;
+pub mod log;
+pub mod metrics;
+pub mod received;
+pub mod records;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod smtp;
+pub mod trace;

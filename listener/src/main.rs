@@ -1,1 +1,18 @@
-fn main() {}
+//! The `postern-listener` binary.
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use postern_listener::cli::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    Cli::parse().run().await
+}

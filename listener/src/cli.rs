@@ -1,0 +1,159 @@
+//! The command line: run, `check`, and `spool list|show`.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+use postern_config::{Config, DEFAULT_SPOOL_PATH};
+use postern_spool::MessageId;
+
+use crate::server::{self, StartError};
+
+/// Exit code for bad input: configuration, TLS sources, unknown ids.
+const EXIT_BAD_INPUT: u8 = 2;
+
+/// Postern's ESMTP relay listener.
+#[derive(Debug, Parser)]
+#[command(name = "postern-listener", version, about)]
+pub struct Cli {
+    /// The YAML configuration file; without it, the embedded default (127.0.0.1:2525,
+    /// relaying from loopback, spool in ./postern-spool, log to stdout).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the listener (the default).
+    Run,
+    /// Validate the configuration and exit: 0 when valid, 2 with one line when not.
+    Check,
+    /// Inspect the spool.
+    Spool {
+        #[command(subcommand)]
+        command: SpoolCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// One JSON object per line per message: id, sender, recipients, size, received_at, …
+    List {
+        /// The spool directory.
+        #[arg(long, default_value = DEFAULT_SPOOL_PATH)]
+        spool: PathBuf,
+    },
+    /// The stored message bytes, exactly as they will be relayed.
+    Show {
+        /// The message id.
+        id: String,
+        /// The spool directory.
+        #[arg(long, default_value = DEFAULT_SPOOL_PATH)]
+        spool: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command and returns the process exit code.
+    pub async fn run(self) -> ExitCode {
+        match self.command.unwrap_or(Command::Run) {
+            Command::Run => match load(self.config.as_deref()) {
+                Ok(config) => run(config).await,
+                Err(code) => code,
+            },
+            Command::Check => match load(self.config.as_deref()) {
+                Ok(config) => {
+                    println!(
+                        "configuration is valid: {} listener(s)",
+                        config.listeners.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            },
+            Command::Spool {
+                command: SpoolCommand::List { spool },
+            } => list(&spool),
+            Command::Spool {
+                command: SpoolCommand::Show { id, spool },
+            } => show(&spool, &id),
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<Config, ExitCode> {
+    let Some(path) = path else {
+        return Ok(Config::embedded_default());
+    };
+    Config::load(path).map_err(|e| fail(EXIT_BAD_INPUT, &format!("config error: {e}")))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let running = match server::start(config).await {
+        Ok(running) => running,
+        Err(StartError::Tls(line)) => return fail(EXIT_BAD_INPUT, &format!("TLS error: {line}")),
+        Err(e @ StartError::Other(_)) => return fail(1, &format!("cannot start: {e}")),
+    };
+    wait_for_signal().await;
+    tracing::info!("shutdown requested");
+    match running.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &format!("shutdown: {e:#}")),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn list(spool: &Path) -> ExitCode {
+    let entries = match postern_spool::list(spool) {
+        Ok(entries) => entries,
+        Err(e) => return fail(1, &format!("spool {}: {e}", spool.display())),
+    };
+    let mut out = std::io::stdout().lock();
+    for entry in entries {
+        match entry {
+            Ok(envelope) => {
+                let line = serde_json::to_string(&envelope).expect("envelopes serialize");
+                if writeln!(out, "{line}").is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Err(e) => eprintln!("postern-listener: spool {}: {e}", spool.display()),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn show(spool: &Path, id: &str) -> ExitCode {
+    let Ok(id) = id.parse::<MessageId>() else {
+        return fail(
+            EXIT_BAD_INPUT,
+            &format!("'{id}' is not a message id; expected 32 hex characters"),
+        );
+    };
+    match postern_spool::show(spool, &id) {
+        Ok(bytes) => {
+            let _ = std::io::stdout().lock().write_all(&bytes);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, &format!("spool {}: {e}", spool.display())),
+    }
+}
+
+fn fail(code: u8, line: &str) -> ExitCode {
+    eprintln!("postern-listener: {line}");
+    ExitCode::from(code)
+}

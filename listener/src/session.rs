@@ -1,0 +1,542 @@
+//! The SMTP session as a state machine that does no I/O: command lines and DATA
+//! outcomes go in, replies, log records and messages to store come out.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::{
+    context::ListenerContext,
+    received::{self, Received},
+    records::{LogRecord, PeerAddress, RecordType, Response, recipient_value},
+    relay::Decision,
+    smtp::{
+        address::Mailbox,
+        command::{Command, CommandError, MailParams, parse_command},
+        data::DataOutcome,
+        reply::Reply,
+    },
+};
+
+/// The negotiated TLS facts of a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// E.g. `TLSv1_3`.
+    pub protocol: String,
+    /// E.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// What the connection driver must do after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the reply and read the next command.
+    Reply(Reply),
+    /// Send the reply and close the connection.
+    Close(Reply),
+    /// Send the 354 and frame the message data.
+    StartData(Reply),
+    /// Send the 220, throw away any buffered plaintext, and run the TLS handshake.
+    StartTls(Reply),
+}
+
+/// What happens after the message data.
+#[derive(Debug)]
+pub enum AfterData {
+    /// Nothing to store: send this reply.
+    Reply(Reply),
+    /// Store this message, then call [`Session::delivery_finished`].
+    Store(Box<Delivery>),
+}
+
+/// A message to write to the spool before the client hears 250.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message id.
+    pub id: String,
+    /// The envelope sender ("" for the null sender).
+    pub sender: String,
+    /// The recipients to relay to.
+    pub recipients: Vec<String>,
+    /// The message with its trace headers (taken by the spool writer).
+    pub data: Vec<u8>,
+    /// Octets of the message with its trace headers.
+    pub size: u64,
+    /// Reception time.
+    pub received_at: DateTime<Utc>,
+    /// Metadata stored beside the message (meta, peer, EHLO, TLS).
+    pub extra: Map<String, Value>,
+    /// `deferredSpool`: hold in memory instead of writing to disk.
+    pub deferred: bool,
+    records: Vec<LogRecord>,
+}
+
+impl Delivery {
+    /// A delivery with no records yet.
+    pub fn new(
+        id: String,
+        sender: String,
+        recipients: Vec<String>,
+        data: Vec<u8>,
+        received_at: DateTime<Utc>,
+        extra: Map<String, Value>,
+        deferred: bool,
+    ) -> Self {
+        Self {
+            id,
+            sender,
+            recipients,
+            size: data.len() as u64,
+            data,
+            received_at,
+            extra,
+            deferred,
+            records: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Helo {
+    name: String,
+    esmtp: bool,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    sender: Option<Mailbox>,
+    params: MailParams,
+    recipients: Vec<(Mailbox, Decision)>,
+}
+
+/// One client connection's SMTP state.
+#[derive(Debug)]
+pub struct Session {
+    ctx: Arc<ListenerContext>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    helo: Option<Helo>,
+    tls: Option<TlsInfo>,
+    transaction: Option<Transaction>,
+    messages: u32,
+    draining: bool,
+    records: Vec<LogRecord>,
+}
+
+impl Session {
+    /// A new session for a connection from `peer` to `local`.
+    pub fn new(ctx: Arc<ListenerContext>, peer: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            ctx,
+            peer,
+            local,
+            helo: None,
+            tls: None,
+            transaction: None,
+            messages: 0,
+            draining: false,
+            records: Vec::new(),
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greeting(&self) -> Reply {
+        Reply::plain(
+            220,
+            vec![format!("{} {}", self.ctx.hostname, self.ctx.config.banner)],
+        )
+    }
+
+    /// The reply when the client sent nothing within `clientTimeout`.
+    pub fn timeout_reply(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.4.2",
+            format!(
+                "{} timeout waiting for client input; closing",
+                self.ctx.hostname
+            ),
+        )
+    }
+
+    /// The reply to a command after shutdown began.
+    pub fn shutdown_reply(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.3.2",
+            format!(
+                "{} service shutting down; try again later",
+                self.ctx.hostname
+            ),
+        )
+    }
+
+    /// The reply to a command line longer than 998 octets.
+    pub fn line_too_long(&mut self) -> Reply {
+        let reply = Reply::new(
+            500,
+            "5.5.2",
+            "line too long; the limit is 998 octets plus CRLF",
+        );
+        self.reject(&reply, Some("(line too long)".into()));
+        reply
+    }
+
+    /// Shutdown began: finish the current transaction, refuse new ones.
+    pub fn begin_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether a transaction (MAIL given) is under way.
+    pub fn in_transaction(&self) -> bool {
+        self.transaction.is_some()
+    }
+
+    /// Records produced so far, to be written to the log.
+    pub fn take_records(&mut self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// The TLS handshake completed: the session starts over (RFC 3207 §4.2).
+    pub fn tls_established(&mut self, tls: TlsInfo) {
+        self.tls = Some(tls);
+        self.helo = None;
+        self.transaction = None;
+    }
+
+    /// Handles one command line (without CRLF).
+    pub fn command(&mut self, line: &[u8]) -> Action {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(error) => return Action::Reply(self.refuse(line, error_reply(&error))),
+        };
+        if self.draining && !self.in_transaction() && command != Command::Quit {
+            return Action::Close(self.shutdown_reply());
+        }
+        match command {
+            Command::Ehlo(name) => Action::Reply(self.hello(name, true)),
+            Command::Helo(name) => Action::Reply(self.hello(name, false)),
+            Command::Mail { from, params } => Action::Reply(self.mail(line, from, params)),
+            Command::Rcpt { to } => Action::Reply(self.rcpt(line, to)),
+            Command::Data => self.data(line),
+            Command::Rset => {
+                self.transaction = None;
+                Action::Reply(Reply::new(250, "2.0.0", "reset"))
+            }
+            Command::Noop => Action::Reply(Reply::new(250, "2.0.0", "OK")),
+            Command::Quit => Action::Close(Reply::new(
+                221,
+                "2.0.0",
+                format!("{} closing connection", self.ctx.hostname),
+            )),
+            Command::Vrfy => Action::Reply(Reply::new(
+                252,
+                "2.5.0",
+                "cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Command::Help => Action::Reply(Reply::new(
+                214,
+                "2.0.0",
+                "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
+            )),
+            Command::StartTls => self.starttls(line),
+            Command::NotImplemented(verb) => Action::Reply(self.refuse(
+                line,
+                Reply::new(502, "5.5.1", format!("{verb} not implemented")),
+            )),
+        }
+    }
+
+    fn hello(&mut self, name: String, esmtp: bool) -> Reply {
+        self.transaction = None;
+        let greeting = format!("{} Hello {name}", self.ctx.hostname);
+        self.helo = Some(Helo { name, esmtp });
+        if !esmtp {
+            return Reply::plain(250, vec![greeting]);
+        }
+        let mut lines = vec![
+            greeting,
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            format!("SIZE {}", self.ctx.config.max_message_size),
+        ];
+        if self.tls.is_none() {
+            lines.push("STARTTLS".into());
+        }
+        Reply::plain(250, lines)
+    }
+
+    fn mail(&mut self, line: &[u8], from: Option<Mailbox>, params: MailParams) -> Reply {
+        let reply = if self.helo.is_none() {
+            Reply::new(503, "5.5.1", "send EHLO or HELO first")
+        } else if self.transaction.is_some() {
+            Reply::new(503, "5.5.1", "MAIL already given; send RSET first")
+        } else if self.messages >= self.ctx.config.max_messages_per_connection {
+            Reply::new(
+                452,
+                "4.5.3",
+                "too many messages on this connection; reconnect to send more",
+            )
+        } else if params
+            .size
+            .is_some_and(|s| s > self.ctx.config.max_message_size)
+        {
+            Reply::new(
+                552,
+                "5.3.4",
+                format!(
+                    "message size exceeds the limit of {} octets",
+                    self.ctx.config.max_message_size
+                ),
+            )
+        } else if from.as_ref().is_some_and(|f| !f.is_ascii()) && !params.smtputf8 {
+            Reply::new(
+                553,
+                "5.6.7",
+                "a non-ASCII address needs the SMTPUTF8 parameter",
+            )
+        } else {
+            self.messages += 1;
+            self.transaction = Some(Transaction {
+                sender: from,
+                params,
+                recipients: Vec::new(),
+            });
+            return Reply::new(250, "2.1.0", "sender OK");
+        };
+        self.refuse(line, reply)
+    }
+
+    fn rcpt(&mut self, line: &[u8], to: Mailbox) -> Reply {
+        let Some(transaction) = &self.transaction else {
+            return self.refuse(line, Reply::new(503, "5.5.1", "send MAIL first"));
+        };
+        let sender_domain = transaction.sender.as_ref().map(Mailbox::lookup_domain);
+        let decision = self.ctx.policy.decide(
+            self.peer.ip(),
+            sender_domain.as_deref(),
+            &to.lookup_domain(),
+        );
+        let reply = if !to.is_ascii() && !transaction.params.smtputf8 {
+            Reply::new(
+                553,
+                "5.6.7",
+                "a non-ASCII address needs the SMTPUTF8 parameter on MAIL",
+            )
+        } else if !decision.accepts() {
+            Reply::new(
+                550,
+                "5.7.1",
+                format!("relaying to <{to}> denied for {}", self.peer.ip()),
+            )
+        } else if transaction.recipients.len()
+            >= self.ctx.config.max_recipients_per_message as usize
+        {
+            Reply::new(452, "4.5.3", "too many recipients")
+        } else {
+            let transaction = self.transaction.as_mut().expect("checked above");
+            transaction.recipients.push((to, decision));
+            return Reply::new(250, "2.1.5", "recipient OK");
+        };
+        self.refuse(line, reply)
+    }
+
+    fn data(&mut self, line: &[u8]) -> Action {
+        let reply = match &self.transaction {
+            None => Reply::new(503, "5.5.1", "send MAIL first"),
+            Some(t) if t.recipients.is_empty() => Reply::new(503, "5.5.1", "send RCPT first"),
+            Some(_) => {
+                return Action::StartData(Reply::plain(
+                    354,
+                    vec!["end data with <CR><LF>.<CR><LF>".into()],
+                ));
+            }
+        };
+        Action::Reply(self.refuse(line, reply))
+    }
+
+    fn starttls(&mut self, line: &[u8]) -> Action {
+        if self.tls.is_some() {
+            return Action::Reply(
+                self.refuse(line, Reply::new(503, "5.5.1", "TLS is already active")),
+            );
+        }
+        Action::StartTls(Reply::new(220, "2.0.0", "ready to start TLS"))
+    }
+
+    /// Handles the end of DATA. `id` is the id to give the message.
+    pub fn data_received(
+        &mut self,
+        outcome: DataOutcome,
+        id: String,
+        now: DateTime<Utc>,
+    ) -> AfterData {
+        let transaction = self
+            .transaction
+            .take()
+            .expect("DATA is only started inside a transaction");
+        let body = match outcome {
+            DataOutcome::Complete(body) => body,
+            failure => {
+                let reply = match failure {
+                    DataOutcome::TooBig => Reply::new(
+                        552,
+                        "5.3.4",
+                        format!(
+                            "message size exceeds the limit of {} octets",
+                            self.ctx.config.max_message_size
+                        ),
+                    ),
+                    DataOutcome::BareLineEnding => Reply::new(
+                        552,
+                        "5.6.0",
+                        "bare CR or LF in message data; lines must end with CRLF",
+                    ),
+                    _ => Reply::new(
+                        500,
+                        "5.5.2",
+                        "message line too long; the limit is 998 octets plus CRLF",
+                    ),
+                };
+                self.reject_message(&transaction, &reply);
+                return AfterData::Reply(reply);
+            }
+        };
+        let received = Received {
+            ctx: &self.ctx,
+            id,
+            now,
+            peer: self.peer,
+            local: self.local,
+            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
+            tls: self.tls.as_ref(),
+            sender: transaction
+                .sender
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            recipients: &transaction.recipients,
+            body,
+        };
+        let (delivery, records) = received::process(received);
+        match delivery {
+            Some(delivery) => AfterData::Store(Box::new(Delivery {
+                records,
+                ..delivery
+            })),
+            None => {
+                self.records.extend(records);
+                AfterData::Reply(Reply::new(250, "2.0.0", "OK logged"))
+            }
+        }
+    }
+
+    /// The spool answered for `delivery`; returns the reply for the client.
+    pub fn delivery_finished(&mut self, delivery: Delivery, result: Result<(), String>) -> Reply {
+        match result {
+            Ok(()) => {
+                self.records.extend(delivery.records);
+                Reply::new(250, "2.0.0", format!("OK id={}", delivery.id))
+            }
+            Err(cause) => {
+                let reply = Reply::new(
+                    451,
+                    "4.3.0",
+                    "temporary local problem storing the message; try again later",
+                );
+                tracing::error!(id = %delivery.id, %cause, "spool write failed; answered 451");
+                let mut record = self.record(RecordType::Rejection, &reply, Some("DATA".into()));
+                record.id = Some(delivery.id);
+                record.sender = delivery.sender;
+                record.recipient = recipient_value(&delivery.recipients);
+                record.size = delivery.size;
+                self.records.push(record);
+                reply
+            }
+        }
+    }
+
+    fn reject_message(&mut self, transaction: &Transaction, reply: &Reply) {
+        let mut record = self.record(RecordType::Rejection, reply, Some("DATA".into()));
+        record.sender = transaction
+            .sender
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let recipients: Vec<String> = transaction
+            .recipients
+            .iter()
+            .map(|(m, _)| m.to_string())
+            .collect();
+        record.recipient = recipient_value(&recipients);
+        self.records.push(record);
+    }
+
+    /// Logs a refused command and returns its reply.
+    fn refuse(&mut self, line: &[u8], reply: Reply) -> Reply {
+        self.reject(&reply, Some(printable_command(line)));
+        reply
+    }
+
+    fn reject(&mut self, reply: &Reply, command: Option<String>) {
+        let mut record = self.record(RecordType::Rejection, reply, command);
+        if let Some(t) = &self.transaction {
+            record.sender = t
+                .sender
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+        }
+        self.records.push(record);
+    }
+
+    fn record(&self, kind: RecordType, reply: &Reply, command: Option<String>) -> LogRecord {
+        received::base_record(
+            kind,
+            Response::of(reply, command),
+            PeerAddress {
+                name: self
+                    .helo
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+                addr: self.peer.ip().to_string(),
+            },
+            self.local,
+            self.tls.as_ref(),
+            self.helo.as_ref().is_none_or(|h| h.esmtp),
+        )
+    }
+}
+
+/// The reply for a command line that did not parse.
+fn error_reply(error: &CommandError) -> Reply {
+    match error {
+        CommandError::InvalidUtf8 => Reply::new(500, "5.5.2", "invalid UTF-8 in command"),
+        CommandError::Unrecognized(verb) => {
+            Reply::new(500, "5.5.2", format!("command unrecognized: {verb}"))
+        }
+        CommandError::Syntax(why) => Reply::new(501, "5.5.4", format!("syntax error: {why}")),
+        CommandError::BadSender(why) => {
+            Reply::new(501, "5.1.7", format!("bad sender address: {why}"))
+        }
+        CommandError::BadRecipient(why) => {
+            Reply::new(501, "5.1.3", format!("bad recipient address: {why}"))
+        }
+        CommandError::UnsupportedParameter(p) => {
+            Reply::new(555, "5.5.4", format!("parameter not supported: {p}"))
+        }
+    }
+}
+
+/// The command as logged: printable, at most 128 characters.
+fn printable_command(line: &[u8]) -> String {
+    String::from_utf8_lossy(line)
+        .chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
