@@ -1,0 +1,358 @@
+//! The `EsmtpListener` custom resource (`postern.io/v1alpha1`).
+//!
+//! `spec.listeners` is the listener's own [`ListenerConfig`], so the CRD and the
+//! listener's YAML file cannot drift apart; the rest of the spec says how the operator
+//! runs those listeners as pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{Affinity, ResourceRequirements, Toleration},
+    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition},
+};
+use kube::{CustomResource, CustomResourceExt};
+use postern_config::ListenerConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The API group of the operator's resources.
+pub const GROUP: &str = "postern.io";
+/// The most listeners one `EsmtpListener` may declare (bounds the cost of its CEL rules).
+pub const MAX_LISTENERS: usize = 16;
+/// The most replicas one `EsmtpListener` may ask for.
+pub const MAX_REPLICAS: i32 = 64;
+/// The most IP networks in one `relayHosts` or `relayFrom` list.
+pub const MAX_NETWORKS: usize = 64;
+/// The most entries in one listener's `domains` map.
+pub const MAX_DOMAINS: usize = 128;
+/// The longest `metadata.name`: children append `-config`, `-spool-NN` and use it as a label value.
+pub const MAX_NAME_LEN: usize = 50;
+
+/// The listener image used when `spec.image` is unset: the release matching this operator.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/postern/postern:", env!("CARGO_PKG_VERSION"));
+
+/// Desired state of a group of Postern ESMTP listeners.
+// The printer columns repeat `type_ = "string"`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "postern.io",
+    version = "v1alpha1",
+    kind = "EsmtpListener",
+    namespaced,
+    shortname = "esmtp",
+    category = "postern",
+    status = "EsmtpListenerStatus",
+    doc = "A group of Postern ESMTP listeners: one ConfigMap, a Deployment and spool claim per replica, a Service and a PodDisruptionBudget.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
+        description = "Whether every replica serves the current generation"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired replicas"
+    ),
+    printcolumn(
+        name = "Listen",
+        type_ = "string",
+        json_path = ".status.listen",
+        description = "Ports the Service exposes"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EsmtpListenerSpec {
+    /// The listeners, each one `start_esmtp_listener` call with the listener's own fields.
+    /// Only the port of `listen` matters here: the pod binds every address on an
+    /// unprivileged port and the Service maps the declared port to it.
+    #[schemars(length(min = 1, max = 16), extend("x-kubernetes-validations" = listeners_rules()))]
+    pub listeners: Vec<ListenerConfig>,
+    /// How many listener pods to run; each has its own Deployment and spool claim.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 64))]
+    pub replicas: i32,
+    /// The listener image; defaults to the Postern release matching the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// When the kubelet pulls the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// CPU and memory requests and limits of the listener container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The spool volume of each replica.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// The Service in front of the replicas.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Scheduling constraints of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Annotations added to every listener pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// The pods' service account (its token is mounted only for `vaultRole` sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+}
+
+/// When the kubelet pulls the listener image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Pull at every pod start.
+    Always,
+    /// Pull only when the node lacks the image.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+/// The spool volume of each replica, and what happens to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageSpec {
+    /// Size of each replica's spool claim.
+    #[serde(default = "default_size")]
+    pub size: Quantity,
+    /// Storage class of the claims; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
+    /// What happens to a replica's spool claim when `replicas` shrinks past it.
+    #[serde(default)]
+    pub when_scaled: ClaimPolicy,
+    /// What happens to the spool claims when the `EsmtpListener` is deleted.
+    #[serde(default)]
+    pub when_deleted: ClaimPolicy,
+}
+
+/// What happens to a spool claim that is no longer used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClaimPolicy {
+    /// Keep the claim (and the messages in it); a later replica with the same ordinal reuses it.
+    #[default]
+    Retain,
+    /// Delete the claim: messages still spooled in it are lost.
+    Delete,
+}
+
+/// The Service in front of the listener pods.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.externalTrafficPolicy) || self.type != 'ClusterIP'",
+    "message": "externalTrafficPolicy needs service.type NodePort or LoadBalancer",
+}]))]
+pub struct ServiceSpec {
+    /// The Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Annotations of the Service, e.g. for a cloud load balancer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Whether external traffic is routed to node-local pods only (keeps client IPs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<TrafficPolicy>,
+}
+
+/// Kubernetes Service types the operator can create.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+/// A Service's `externalTrafficPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TrafficPolicy {
+    /// Route to any ready pod (client IPs are lost).
+    Cluster,
+    /// Route only to pods on the receiving node (client IPs are kept).
+    Local,
+}
+
+/// Observed state of an `EsmtpListener`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EsmtpListenerStatus {
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Listener pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Listener pods that are ready and run the current generation.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Ports the Service exposes, e.g. `25,587`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Hash of the rendered listener configuration the pods should run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// `Ready`, `Reconciling` and `Stalled`, as kstatus, `kubectl wait` and Helm read them.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_size() -> Quantity {
+    Quantity("1Gi".into())
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_size(),
+            storage_class_name: None,
+            when_scaled: ClaimPolicy::default(),
+            when_deleted: ClaimPolicy::default(),
+        }
+    }
+}
+
+/// The CEL port expression for one listener item `l` (its text after the last `:`).
+const PORT_OF: &str = "int(l.listen.substring(l.listen.lastIndexOf(':') + 1))";
+
+fn listeners_rules() -> Value {
+    let port_of = |var: &str| PORT_OF.replace("l.", &format!("{var}."));
+    json!([
+        {
+            "rule": format!("self.all(l, {} >= 1 && {} <= 65535)", port_of("l"), port_of("l")),
+            "message": "every listen port must be 1-65535, e.g. listen: 0.0.0.0:25",
+        },
+        {
+            "rule": format!(
+                "self.all(a, self.exists_one(b, {} == {}))",
+                port_of("b"),
+                port_of("a")
+            ),
+            "message": "each listener needs its own port: the Service exposes one port per listener, so two listen addresses may not share a port",
+        },
+    ])
+}
+
+/// The `CustomResourceDefinition` of `EsmtpListener`, as `postern-operator crd` prints it.
+///
+/// Adds what the derive cannot say: bounds on `listen` strings that keep the CEL rules
+/// within the API server's cost budget, and rules on `metadata.name`.
+pub fn crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = EsmtpListener::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        let mut value = serde_json::to_value(&*schema).expect("a schema serializes");
+        bound_strings(&mut value);
+        value["x-kubernetes-validations"] = json!([
+            {
+                "rule": format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
+                "message": format!("metadata.name must be at most {MAX_NAME_LEN} characters: it names the listener's Deployments, spool claims and labels"),
+            },
+            {
+                "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                "message": "metadata.name must start with a letter and hold only lowercase letters, digits and '-': it is also the Service's name",
+            },
+        ]);
+        *schema = serde_json::from_value(value).expect("the bounded schema deserializes");
+    }
+    crd
+}
+
+/// Bounds every string, list and map on the way to a CEL rule, so the API server can
+/// estimate the rules' cost (`listen` strings, IP networks, their lists and the domain
+/// map), and drops integer formats the API server does not know.
+fn bound_strings(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    let is_string = map.get("type") == Some(&json!("string"));
+    let has_rules = map.contains_key("x-kubernetes-validations");
+    let has_pattern = map.contains_key("pattern");
+    if is_string && (has_rules || has_pattern) && !map.contains_key("maxLength") {
+        map.insert("maxLength".into(), json!(64));
+    }
+    // The API server knows int32 and int64 only; schemars' unsigned formats earn a warning.
+    if matches!(
+        map.get("format").and_then(Value::as_str),
+        Some("uint32" | "uint64")
+    ) {
+        map.remove("format");
+    }
+    let is_array = map.get("type") == Some(&json!("array"));
+    if is_array && !map.contains_key("maxItems") && map.get("items").is_some_and(has_rule) {
+        map.insert("maxItems".into(), json!(MAX_NETWORKS));
+    }
+    let is_map = map.get("type") == Some(&json!("object"));
+    if is_map
+        && !map.contains_key("maxProperties")
+        && map.get("additionalProperties").is_some_and(has_rule)
+    {
+        map.insert("maxProperties".into(), json!(MAX_DOMAINS));
+    }
+    for value in map.values_mut() {
+        match value {
+            Value::Object(_) => bound_strings(value),
+            Value::Array(items) => items.iter_mut().for_each(bound_strings),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a schema or anything inside it carries a CEL rule.
+fn has_rule(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.contains_key("x-kubernetes-validations") || map.values().any(has_rule)
+        }
+        Value::Array(items) => items.iter().any(has_rule),
+        _ => false,
+    }
+}
+
+/// The CRD as YAML, exactly as checked in under `crds/`.
+pub fn crd_yaml() -> String {
+    let body = serde_yaml::to_string(&crd()).expect("the CRD serializes to YAML");
+    format!(
+        "# Generated by `postern-operator crd`; do not edit. Regenerate with:\n#   cargo run -p postern-operator -- crd > crds/esmtplisteners.postern.io.yaml\n{body}"
+    )
+}
+
+impl EsmtpListener {
+    /// The listener image: `spec.image`, else [`DEFAULT_IMAGE`].
+    pub fn image(&self) -> &str {
+        self.spec.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+}

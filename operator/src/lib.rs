@@ -1,0 +1,20 @@
+//! `postern-operator`: reconciles `EsmtpListener` resources into running Postern
+//! listeners.
+//!
+//! Reconcile is a pipeline of small steps, each in its own module:
+//! dereference (the keys of the Secrets the spec names, [`dereference`]) → validate
+//! ([`validate`]) → build the desired objects, purely ([`build`]) → server-side apply
+//! them and prune surplus replicas ([`apply`]) → write `status` ([`status`]).
+//! [`controller`] wires the steps to kube's `Controller`, [`leader`] elects one active
+//! instance, and [`server`] serves `/metrics`, `/livez` and `/readyz` ([`metrics`]).
+
+pub mod apply;
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod dereference;
+pub mod leader;
+pub mod metrics;
+pub mod server;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,209 @@
+//! Prometheus metrics of the operator: reconciles by outcome, errors, reconcile duration,
+//! and every request it sends to the API server, by verb.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// The outcome of one reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `ready`, `progressing`, `stalled` or `error`.
+    pub outcome: String,
+}
+
+/// The verb of one API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabel {
+    /// `get` (reads and lists), `watch`, `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+}
+
+/// The operator's metrics, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Finished reconciles by outcome.
+    pub reconciles: Family<OutcomeLabel, Counter>,
+    /// Reconciles that failed with an error and are retried with a backoff.
+    pub errors: Counter,
+    /// Seconds one reconcile took.
+    pub duration: Histogram,
+    /// API requests sent, by verb.
+    pub requests: Family<VerbLabel, Counter>,
+    /// 1 while this instance holds the leader lease.
+    pub leader: Gauge,
+    total_requests: Arc<AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `postern_operator` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("postern_operator");
+        let reconciles = Family::<OutcomeLabel, Counter>::default();
+        let errors = Counter::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let requests = Family::<VerbLabel, Counter>::default();
+        let leader = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Finished reconciles by outcome",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed and will be retried",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server",
+            requests.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader lease",
+            leader.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            reconciles,
+            errors,
+            duration,
+            requests,
+            leader,
+            total_requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one finished reconcile.
+    pub fn reconciled(&self, outcome: &str, seconds: f64) {
+        self.reconciles
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Counts one API request.
+    pub fn request(&self, verb: &str) {
+        self.total_requests.fetch_add(1, Ordering::Relaxed);
+        self.requests
+            .get_or_create(&VerbLabel { verb: verb.into() })
+            .inc();
+    }
+
+    /// All API requests counted so far.
+    pub fn total_requests(&self) -> u64 {
+        self.total_requests.load(Ordering::Relaxed)
+    }
+
+    /// Finished reconciles so far, over every outcome.
+    pub fn total_reconciles(&self) -> u64 {
+        ["ready", "progressing", "stalled", "error"]
+            .iter()
+            .map(|o| {
+                self.reconciles
+                    .get(&OutcomeLabel {
+                        outcome: (*o).into(),
+                    })
+                    .map_or(0, |c| c.get())
+            })
+            .sum()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// A kube client whose every request is counted in `metrics` (by verb).
+pub fn counting_client(
+    config: kube::Config,
+    metrics: &Metrics,
+) -> Result<kube::Client, kube::Error> {
+    let metrics = metrics.clone();
+    let count = tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+        metrics.request(verb_of(req.method(), req.uri().query()));
+        req
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
+}
+
+/// The verb of an API request: from the method, and `watch=true` for watches.
+pub fn verb_of(method: &http::Method, query: Option<&str>) -> &'static str {
+    match *method {
+        http::Method::GET if query.is_some_and(|q| q.split('&').any(|p| p == "watch=true")) => {
+            "watch"
+        }
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_and_counts_show_in_the_exposition() {
+        let m = Metrics::new();
+        m.request(verb_of(
+            &http::Method::GET,
+            Some("labelSelector=a&watch=true"),
+        ));
+        m.request(verb_of(&http::Method::PATCH, None));
+        m.reconciled("ready", 0.01);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"postern_operator_api_requests_total{verb="watch"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"postern_operator_api_requests_total{verb="patch"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"postern_operator_reconciles_total{outcome="ready"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("postern_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert_eq!((m.total_requests(), m.total_reconciles()), (2, 1));
+    }
+}
