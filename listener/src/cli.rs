@@ -9,6 +9,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use postern_config::{Config, DEFAULT_SPOOL_PATH};
 use postern_spool::MessageId;
+use postern_tls::{TlsMetrics, TlsProvider};
 
 use crate::server::{self, StartError};
 
@@ -67,13 +68,7 @@ impl Cli {
                 Err(code) => code,
             },
             Command::Check => match load(self.config.as_deref()) {
-                Ok(config) => {
-                    println!(
-                        "configuration is valid: {} listener(s)",
-                        config.listeners.len()
-                    );
-                    ExitCode::SUCCESS
-                }
+                Ok(config) => check(&config).await,
                 Err(code) => code,
             },
             Command::Spool {
@@ -105,6 +100,21 @@ async fn run(config: Config) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &format!("shutdown: {e:#}")),
     }
+}
+
+/// Validates the file and loads every TLS source once, without binding anything.
+async fn check(config: &Config) -> ExitCode {
+    let metrics = TlsMetrics::default();
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if let Err(e) = TlsProvider::start(listener, metrics.clone()).await {
+            return fail(EXIT_BAD_INPUT, &format!("TLS error: listeners[{i}].{e}"));
+        }
+    }
+    println!(
+        "configuration is valid: {} listener(s)",
+        config.listeners.len()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn wait_for_signal() {

@@ -87,10 +87,13 @@ impl Config {
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let field = e.path().to_string();
-            ConfigError::Parse {
-                field: if field == "." { "config".into() } else { field },
-                message: e.into_inner().to_string(),
-            }
+            let field = if field == "." {
+                "config".to_owned()
+            } else {
+                field
+            };
+            let message = without_path_prefix(&e.into_inner().to_string(), &field);
+            ConfigError::Parse { field, message }
         })?;
         config.validate()?;
         Ok(config)
@@ -105,6 +108,17 @@ impl Config {
             ));
         }
         validate::validate_listeners(&self.listeners, "listeners", validate::Context::File)
+    }
+}
+
+/// serde_yaml starts its messages with the path it knows (`listeners[0].relayHosts: …`);
+/// the field is already named in front, so that prefix goes.
+fn without_path_prefix(message: &str, field: &str) -> String {
+    match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
+            rest.to_owned()
+        }
+        _ => message.to_owned(),
     }
 }
 

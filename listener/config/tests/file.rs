@@ -123,6 +123,11 @@ fn errors_name_the_field_the_value_and_what_is_expected() {
         assert!(message.starts_with(field), "{yaml}: {message}");
         assert!(message.contains(expected), "{yaml}: {message}");
         assert!(!message.contains('\n'), "one line: {message}");
+        assert_eq!(
+            message.matches(field).count(),
+            1,
+            "the field is named once: {message}"
+        );
     }
 }
 
