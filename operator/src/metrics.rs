@@ -122,17 +122,20 @@ impl Metrics {
         self.total_requests.load(Ordering::Relaxed)
     }
 
+    /// Finished reconciles so far with `outcome`.
+    pub fn reconciles_of(&self, outcome: &str) -> u64 {
+        self.reconciles
+            .get(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .map_or(0, |c| c.get())
+    }
+
     /// Finished reconciles so far, over every outcome.
     pub fn total_reconciles(&self) -> u64 {
         ["ready", "progressing", "stalled", "error"]
             .iter()
-            .map(|o| {
-                self.reconciles
-                    .get(&OutcomeLabel {
-                        outcome: (*o).into(),
-                    })
-                    .map_or(0, |c| c.get())
-            })
+            .map(|o| self.reconciles_of(o))
             .sum()
     }
 
