@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`.
 
 use std::sync::{
-    Arc,
+    Arc, PoisonError, RwLock,
     atomic::{AtomicBool, Ordering},
 };
 
@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AdminState {
     /// Ready to take mail: the spool is recovered, listeners are bound, no shutdown.
     pub ready: Arc<AtomicBool>,
-    /// The metrics registry, complete before serving starts.
-    pub registry: Arc<Registry>,
+    /// The metrics registry (the spool's metrics join it once the spool is open).
+    pub registry: Arc<RwLock<Registry>>,
 }
 
 /// Serves the admin endpoint on `listener` until `stop` is cancelled.
@@ -47,7 +47,11 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+    let registry = state
+        .registry
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    match prometheus_client::encoding::text::encode(&mut text, &registry) {
         Ok(()) => (
             StatusCode::OK,
             [(

@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -73,6 +73,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         contexts.push((Arc::new(ListenerContext::new(listener.clone())), tls));
     }
 
+    // The admin endpoint comes up before spool recovery: /livez answers while a large
+    // spool is recovered (so a liveness probe does not kill it) and /readyz says no.
+    let ready = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(RwLock::new(registry));
+    let admin_listener = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen {}", config.admin.listen))?;
+    let admin_addr = admin_listener.local_addr().context("admin address")?;
+    let stop_admin = CancellationToken::new();
+    let state = AdminState {
+        ready: ready.clone(),
+        registry: registry.clone(),
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, state, stop_admin.clone()));
+
     let spool_dir = config.spool.path.clone();
     let (spool, recovery) =
         tokio::task::spawn_blocking(move || Spool::open(&spool_dir, SpoolOptions::default()))
@@ -82,19 +97,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if !recovery.corrupt_moved.is_empty() {
         tracing::warn!(moved = ?recovery.corrupt_moved, "corrupt spool entries were moved aside");
     }
-    spool.metrics().register(&mut registry);
-
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin_listener = TcpListener::bind(config.admin.listen)
-        .await
-        .with_context(|| format!("admin.listen {}", config.admin.listen))?;
-    let admin_addr = admin_listener.local_addr().context("admin address")?;
-    let stop_admin = CancellationToken::new();
-    let state = AdminState {
-        ready: ready.clone(),
-        registry: Arc::new(registry),
-    };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, state, stop_admin.clone()));
+    spool
+        .metrics()
+        .register(&mut registry.write().unwrap_or_else(PoisonError::into_inner));
 
     let (log, log_writer) = RecordLog::open(&config.log).await.context("log")?;
     let (shutdown, shutdown_rx) = watch::channel(None);

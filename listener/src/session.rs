@@ -540,3 +540,91 @@ fn printable_command(line: &[u8]) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_config::ListenerConfig;
+
+    fn session() -> Session {
+        let config = ListenerConfig {
+            hostname: Some("mx.test".into()),
+            ..Default::default()
+        };
+        let ctx = Arc::new(ListenerContext::new(config));
+        Session::new(
+            ctx,
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:25".parse().unwrap(),
+        )
+    }
+
+    fn code(action: Action) -> u16 {
+        match action {
+            Action::Reply(r) | Action::Close(r) | Action::StartData(r) | Action::StartTls(r) => {
+                r.code
+            }
+        }
+    }
+
+    #[test]
+    fn a_transaction_runs_to_data_without_any_io() {
+        let mut s = session();
+        assert_eq!(code(s.command(b"EHLO c.test")), 250);
+        assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 250);
+        // 192.0.2.1 is not a relay host and there are no domains: relaying is denied.
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 550);
+        assert!(matches!(s.command(b"DATA"), Action::Reply(r) if r.code == 503));
+        let records = s.take_records();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|r| r.kind == RecordType::Rejection));
+    }
+
+    #[test]
+    fn starttls_asks_the_driver_and_the_handshake_resets_the_session() {
+        let mut s = session();
+        s.command(b"EHLO c.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert!(matches!(s.command(b"STARTTLS"), Action::StartTls(r) if r.code == 220));
+        s.tls_established(TlsInfo {
+            protocol: "TLSv1_3".into(),
+            cipher: "X".into(),
+        });
+        assert!(!s.in_transaction());
+        assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 503);
+        assert_eq!(code(s.command(b"STARTTLS")), 503);
+    }
+
+    #[test]
+    fn draining_refuses_new_transactions_but_finishes_the_current_one() {
+        let mut s = session();
+        s.command(b"EHLO c.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        s.begin_draining();
+        assert_eq!(
+            code(s.command(b"NOOP")),
+            250,
+            "inside a transaction the session goes on"
+        );
+        s.command(b"RSET");
+        assert!(matches!(s.command(b"NOOP"), Action::Close(r) if r.code == 421));
+        assert!(matches!(s.command(b"QUIT"), Action::Close(r) if r.code == 221));
+    }
+
+    #[test]
+    fn failed_data_clears_the_transaction() {
+        let mut s = session();
+        s.command(b"EHLO c.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        s.transaction.as_mut().unwrap().recipients.push((
+            crate::smtp::address::parse_mailbox("x@y.test").unwrap(),
+            Decision {
+                relay: true,
+                ..Decision::default()
+            },
+        ));
+        let after = s.data_received(DataOutcome::BareLineEnding, "id".into(), Utc::now());
+        assert!(matches!(after, AfterData::Reply(r) if r.code == 552));
+        assert!(!s.in_transaction());
+    }
+}
