@@ -253,12 +253,31 @@ listeners:
     let deployment = ns.api::<Deployment>().get("mx-0").await?;
     let mounted = deployment
         .spec
+        .clone()
         .and_then(|s| s.template.spec)
         .and_then(|p| p.volumes)
         .unwrap_or_default()
         .iter()
         .any(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some("mx-tls"));
     ensure!(mounted, "the TLS Secret is not mounted");
+
+    // A renewed certificate reaches the pod through the Secret volume: no rollout.
+    let generation = deployment.metadata.generation;
+    let mut renewed = tls_secret("mx-tls");
+    renewed.data.as_mut().unwrap().insert(
+        "tls.crt".into(),
+        ByteString(b"a renewed certificate".to_vec()),
+    );
+    secrets
+        .replace("mx-tls", &PostParams::default(), &renewed)
+        .await?;
+    wait_condition(&api, "mx", READY, "True", 1).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let after = ns.api::<Deployment>().get("mx-0").await?;
+    ensure!(
+        after.metadata.generation == generation,
+        "renewing the Secret changed the Deployment"
+    );
 
     secrets.delete("mx-tls", &DeleteParams::default()).await?;
     let l = wait_condition(&api, "mx", STALLED, "True", 1).await?;
@@ -421,5 +440,36 @@ async fn e2e_delete_removes_what_it_made_and_claims_follow_the_policy() -> Resul
     );
 
     operator.stop().await;
+    ns.cleanup().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_leader_election_hands_the_lease_over() -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use postern_operator::leader::{LeaseOptions, acquire};
+
+    let cluster = require_cluster!("e2e_leader_election_hands_the_lease_over", Ok(()));
+    let ns = cluster.namespace("op-lease").await?;
+    let options = |identity: &str| LeaseOptions {
+        name: "postern-operator".into(),
+        namespace: ns.name().into(),
+        identity: identity.into(),
+    };
+    let holder = || async {
+        let lease = ns.api::<Lease>().get("postern-operator").await?;
+        Ok::<_, anyhow::Error>(lease.spec.and_then(|s| s.holder_identity))
+    };
+
+    let first = acquire(cluster.client(), &options("first")).await?;
+    ensure!(holder().await?.as_deref() == Some("first"));
+    let (client, second_options) = (cluster.client(), options("second"));
+    let second = tokio::spawn(async move { acquire(client, &second_options).await });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    ensure!(!second.is_finished(), "two leaders at once");
+
+    first.release().await;
+    let second = tokio::time::timeout(TIMEOUT, second).await???;
+    ensure!(holder().await?.as_deref() == Some("second"));
+    second.release().await;
     ns.cleanup().await
 }
