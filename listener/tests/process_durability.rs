@@ -12,51 +12,14 @@ use std::{
 };
 
 use support_process::{
-    Process, Setup, Smtp, WAIT, Workdir, contains, http_get, message, metric, run_to_end,
-    spool_list, spool_show,
+    Process, Setup, Smtp, Stopped, WAIT, Workdir, contains, http_get, message, metric, run_to_end,
+    send_until_stopped, spool_list, spool_show,
 };
 
 /// Concurrent client connections.
 const SENDERS: usize = 8;
 /// Acknowledged messages to wait for before the kill.
 const ACKED_BEFORE_KILL: usize = 120;
-
-/// How one sender's loop ended.
-#[derive(Debug)]
-enum Ended {
-    /// The connection died (the kill).
-    Died,
-    /// The server answered something other than 250 to a complete message.
-    Refused(String),
-}
-
-/// Sends messages on one connection until it dies; records each acknowledged id with
-/// the marker in its body.
-async fn sender(
-    smtp: std::net::SocketAddr,
-    n: usize,
-    acked: Arc<Mutex<Vec<(String, String)>>>,
-) -> Ended {
-    let Ok(mut client) = Smtp::greeted(smtp).await else {
-        return Ended::Died;
-    };
-    for i in 0.. {
-        let marker = format!("durability-{n}-{i}");
-        match client
-            .send_message(
-                "sender@example.org",
-                &["rcpt@example.com"],
-                &message(&marker),
-            )
-            .await
-        {
-            Ok(reply) if reply.code == 250 => acked.lock().unwrap().push((reply.id(), marker)),
-            Ok(reply) => return Ended::Refused(format!("{reply:?}")),
-            Err(_) => return Ended::Died,
-        }
-    }
-    unreachable!()
-}
 
 /// Starts the listener of `setup`, sends messages over [`SENDERS`] concurrent
 /// connections and SIGKILLs the process once [`ACKED_BEFORE_KILL`] were acknowledged,
@@ -65,7 +28,10 @@ async fn kill_mid_traffic(work: &Workdir, setup: &Setup) -> Vec<(String, String)
     let mut process = Process::start(work, setup, "killed").await;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let senders: Vec<_> = (0..SENDERS)
-        .map(|n| tokio::spawn(sender(setup.smtp, n, acked.clone())))
+        .map(|n| {
+            let name = format!("durability-{n}");
+            tokio::spawn(send_until_stopped(setup.smtp, name, acked.clone()))
+        })
         .collect();
     let deadline = Instant::now() + WAIT;
     while acked.lock().unwrap().len() < ACKED_BEFORE_KILL {
@@ -83,8 +49,8 @@ async fn kill_mid_traffic(work: &Workdir, setup: &Setup) -> Vec<(String, String)
     process.sigkill();
     for sender in senders {
         match tokio::time::timeout(WAIT, sender).await.unwrap().unwrap() {
-            Ended::Died => {}
-            Ended::Refused(reply) => panic!("a message was refused before the kill: {reply}"),
+            Stopped::Died(_) => {}
+            Stopped::Refused(reply) => panic!("refused before the kill: {reply:?}"),
         }
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());

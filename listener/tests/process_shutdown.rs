@@ -2,14 +2,20 @@
 //! connections are no longer served, an idle session gets `421 4.3.2`, a session inside
 //! a transaction may finish it within `shutdownGracePeriod` (then gets `421 4.3.2`), a
 //! transaction that outlasts the grace period gets `421 4.3.2`, and the process exits 0
-//! with everything it acknowledged on disk and in the record log.
+//! with everything it acknowledged on disk and in the record log, also when SIGTERM
+//! arrives in the middle of traffic on many connections.
 
 mod support_process;
 
-use std::time::{Duration, Instant};
+use std::{
+    io::ErrorKind,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use support_process::{
-    Process, Smtp, WAIT, Workdir, contains, http_get, message, spool_list, spool_show,
+    Acked, Process, Smtp, Stopped, WAIT, Workdir, contains, http_get, message, send_until_stopped,
+    spool_list, spool_show,
 };
 
 /// Polls `/readyz` until it answers 503; returns how long that took.
@@ -126,5 +132,65 @@ async fn a_transaction_that_outlasts_the_grace_period_gets_421() {
     assert!(
         spool_list(&setup.spool).is_empty(),
         "the unfinished message was not stored"
+    );
+}
+
+/// SIGTERM in the middle of traffic on many connections: every session ends with
+/// `421 4.3.2` (or a closed connection), never another refusal; every acknowledged
+/// message is on disk and in the record log; the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_keeps_every_acknowledged_message() {
+    let work = Workdir::new();
+    let setup = work.config("load", &[], &["shutdownGracePeriod: 5s"]);
+    let mut process = Process::start(&work, &setup, "load").await;
+    let acked: Acked = Arc::default();
+    let senders: Vec<_> = (0..8)
+        .map(|n| {
+            tokio::spawn(send_until_stopped(
+                setup.smtp,
+                format!("load-{n}"),
+                acked.clone(),
+            ))
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 80 {
+        assert!(Instant::now() < deadline, "too slow before SIGTERM");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    process.sigterm();
+    for sender in senders {
+        match tokio::time::timeout(WAIT, sender).await.unwrap().unwrap() {
+            Stopped::Refused(reply) => {
+                reply.expect(421, "4.3.2");
+            }
+            Stopped::Died(e) => assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+                ),
+                "a session ended with {e}"
+            ),
+        }
+    }
+    let status = process.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(0), "{}", process.stderr());
+
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let listed = spool_list(&setup.spool);
+    let records = setup.records();
+    for (id, marker) in &acked {
+        assert!(listed.contains_key(id), "{id} ({marker}) is not on disk");
+        assert!(
+            records
+                .iter()
+                .any(|r| r["type"] == "Reception" && r["id"] == id.as_str()),
+            "{id} ({marker}) has no Reception record"
+        );
+    }
+    assert_eq!(
+        listed.len(),
+        acked.len(),
+        "nothing unacknowledged was stored"
     );
 }

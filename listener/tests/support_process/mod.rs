@@ -16,6 +16,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -612,4 +613,53 @@ fn expect(reply: &Reply, code: u16, prefix: &str, what: &str) -> io::Result<()> 
 /// A small message whose body carries `marker`.
 pub fn message(marker: &str) -> String {
     format!("Subject: {marker}\r\nFrom: <sender@example.org>\r\n\r\nbody {marker}\r\n")
+}
+
+/// Acknowledged messages: (id, the marker in the message's body).
+pub type Acked = Arc<Mutex<Vec<(String, String)>>>;
+
+/// How [`send_until_stopped`] ended.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The connection failed, closed or went silent.
+    Died(io::Error),
+    /// The server refused a step (greeting, EHLO, MAIL, RCPT, DATA or the message).
+    Refused(Reply),
+}
+
+/// Sends messages (body [`message`] of `{name}-{n}`) on one connection until the
+/// server refuses a step or the connection dies; pushes each acknowledged id to `acked`.
+pub async fn send_until_stopped(addr: SocketAddr, name: String, acked: Acked) -> Stopped {
+    match try_send_forever(addr, &name, acked).await {
+        Ok(never) => match never {},
+        Err(stopped) => stopped,
+    }
+}
+
+async fn try_send_forever(
+    addr: SocketAddr,
+    name: &str,
+    acked: Acked,
+) -> Result<std::convert::Infallible, Stopped> {
+    fn step(result: io::Result<Reply>, code: u16) -> Result<Reply, Stopped> {
+        match result {
+            Ok(reply) if reply.code == code => Ok(reply),
+            Ok(reply) => Err(Stopped::Refused(reply)),
+            Err(e) => Err(Stopped::Died(e)),
+        }
+    }
+    let mut client = Smtp::connect(addr).await.map_err(Stopped::Died)?;
+    step(client.reply().await, 220)?;
+    step(client.cmd("EHLO client.test").await, 250)?;
+    for n in 0.. {
+        let marker = format!("{name}-{n}");
+        step(client.cmd("MAIL FROM:<sender@example.org>").await, 250)?;
+        step(client.cmd("RCPT TO:<rcpt@example.com>").await, 250)?;
+        step(client.cmd("DATA").await, 354)?;
+        let body = format!("{}.\r\n", message(&marker));
+        client.send(body.as_bytes()).await.map_err(Stopped::Died)?;
+        let reply = step(client.reply().await, 250)?;
+        acked.lock().unwrap().push((reply.id(), marker));
+    }
+    unreachable!("an unbounded loop")
 }
