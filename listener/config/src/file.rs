@@ -8,7 +8,8 @@ use std::{
 };
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
 use crate::{ConfigError, HumanDuration, ListenerConfig, validate};
 
@@ -57,7 +58,7 @@ pub struct AdminConfig {
 }
 
 /// Where log records go.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, SerializeDisplay, DeserializeFromStr)]
 pub enum LogTarget {
     /// Standard output, one JSON object per line.
     #[default]
@@ -140,20 +141,6 @@ impl FromStr for LogTarget {
             "stdout" | "-" => Ok(Self::Stdout),
             path => Ok(Self::File(path.into())),
         }
-    }
-}
-
-impl Serialize for LogTarget {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for LogTarget {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

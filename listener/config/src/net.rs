@@ -8,13 +8,13 @@ use std::{
 
 use ipnet::IpNet;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
 /// An IP literal (`127.0.0.1`, `::1`) or a CIDR block (`10.0.0.0/24`, `2001:db8::/32`).
 ///
 /// CIDR blocks are strict: host bits must be zero, so a typo such as `10.0.0.1/24`
 /// is refused instead of silently widening or narrowing a relay rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, SerializeDisplay, DeserializeFromStr)]
 pub struct IpNetwork(pub IpNet);
 
 impl IpNetwork {
@@ -60,20 +60,6 @@ impl fmt::Display for IpNetwork {
     }
 }
 
-impl Serialize for IpNetwork {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpNetwork {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 impl JsonSchema for IpNetwork {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "IpNetwork".into()
@@ -92,7 +78,7 @@ impl JsonSchema for IpNetwork {
 }
 
 /// The address a listener binds: `IP:PORT`, `[v6]:PORT`, or `0:PORT` for every IPv4 address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, SerializeDisplay, DeserializeFromStr)]
 pub struct ListenAddr(pub SocketAddr);
 
 impl ListenAddr {
@@ -119,20 +105,6 @@ impl FromStr for ListenAddr {
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
-    }
-}
-
-impl Serialize for ListenAddr {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ListenAddr {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 
