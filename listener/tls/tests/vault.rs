@@ -480,3 +480,179 @@ async fn kubernetes_auth_method() {
         )
     );
 }
+
+/// Runs `kubectl ARGS` against `$KUBECONFIG`; panics with its output on failure.
+fn kubectl(args: &[&str]) -> String {
+    let out = std::process::Command::new("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on PATH (eval \"$(e2e/cluster env)\")");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Deletes what the test created in the cluster, even when it fails.
+struct ClusterCleanup {
+    namespace: String,
+}
+
+impl Drop for ClusterCleanup {
+    fn drop(&mut self) {
+        let ns = &self.namespace;
+        let _ = std::process::Command::new("kubectl")
+            .args([
+                "delete",
+                "clusterrolebinding",
+                &format!("{ns}-auth-delegator"),
+            ])
+            .output();
+        let _ = std::process::Command::new("kubectl")
+            .args(["delete", "namespace", ns, "--wait=false"])
+            .output();
+    }
+}
+
+/// Vault's Kubernetes auth method end to end with a real kube-apiserver (the e2e control
+/// plane: `eval "$(e2e/cluster env)"`, as scripts/test does): a real service account, a
+/// token issued by the apiserver, OpenBao asking the apiserver's TokenReview API about it.
+/// Without `$KUBECONFIG` it fails under `$CI` and skips loudly otherwise.
+#[tokio::test]
+async fn kubernetes_auth_with_a_real_apiserver() {
+    let Some(kubeconfig) = std::env::var_os("KUBECONFIG") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("$KUBECONFIG is not set: run under scripts/test or eval \"$(e2e/cluster env)\"");
+        }
+        eprintln!(
+            "\n*** SKIPPED: no $KUBECONFIG (eval \"$(e2e/cluster env)\" with the cluster up); Kubernetes auth against a real apiserver did not run ***\n"
+        );
+        return;
+    };
+    assert!(
+        std::path::Path::new(&kubeconfig).is_file(),
+        "$KUBECONFIG {kubeconfig:?} does not exist: is the e2e cluster up?"
+    );
+    let bao = bao_or_skip!();
+    let namespace = format!(
+        "postern-tls-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    );
+    kubectl(&["create", "namespace", &namespace]);
+    let _cleanup = ClusterCleanup {
+        namespace: namespace.clone(),
+    };
+    kubectl(&["-n", &namespace, "create", "serviceaccount", "postern"]);
+    // OpenBao presents the client's own token to TokenReview (no reviewer JWT configured),
+    // so the service account may review tokens, as the Vault docs set it up.
+    kubectl(&[
+        "create",
+        "clusterrolebinding",
+        &format!("{namespace}-auth-delegator"),
+        "--clusterrole=system:auth-delegator",
+        &format!("--serviceaccount={namespace}:postern"),
+    ]);
+    let jwt = kubectl(&[
+        "-n",
+        &namespace,
+        "create",
+        "token",
+        "postern",
+        "--duration=10m",
+    ]);
+    let server = kubectl(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let ca_data = kubectl(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    let ca = if ca_data.is_empty() {
+        std::path::PathBuf::from(kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority}",
+        ]))
+    } else {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca_data)
+            .unwrap();
+        bao.write("apiserver-ca.crt", &String::from_utf8(pem).unwrap())
+    };
+
+    bao.cli(&["auth", "enable", "kubernetes"]);
+    bao.cli(&[
+        "write",
+        "auth/kubernetes/config",
+        &format!("kubernetes_host={server}"),
+        &format!("kubernetes_ca_cert=@{}", ca.display()),
+        "disable_local_ca_jwt=true",
+    ]);
+    let policy = bao.write(
+        "tls-read.hcl",
+        "path \"secret/data/tls/*\" { capabilities = [\"read\"] }\n",
+    );
+    bao.cli(&["policy", "write", "tls-read", &policy.display().to_string()]);
+    for (role, bound_namespace) in [("postern", namespace.as_str()), ("elsewhere", "other")] {
+        bao.cli(&[
+            "write",
+            &format!("auth/kubernetes/role/{role}"),
+            "bound_service_account_names=postern",
+            &format!("bound_service_account_namespaces={bound_namespace}"),
+            "token_policies=tls-read",
+            "token_ttl=1h",
+        ]);
+    }
+    let pem = common::ecdsa_pkcs8("mx.test.example");
+    bao.put("tls/mx", &[("cert", &pem.cert), ("key", &pem.key)]);
+    let options = TlsOptions {
+        service_account_token_file: bao.write("sa-token", &jwt),
+        ..common::options()
+    };
+    let role = |role: &str| VaultAuth::Kubernetes {
+        role: role.into(),
+        mount: "kubernetes".into(),
+    };
+
+    let (cert, key) = pair("tls/mx", Some(&bao.addr), role("postern"));
+    let (provider, _) = start_with(cert, key, options.clone(), Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        Client::connect(serve(provider).await).await.leaf(),
+        pem.leaf
+    );
+
+    // A role bound to another namespace refuses this service account.
+    let (cert, key) = pair("tls/mx", Some(&bao.addr), role("elsewhere"));
+    let err = start_with(cert, key, options, Duration::from_secs(300))
+        .await
+        .unwrap_err()
+        .to_string();
+    eprintln!("wrong namespace: {err}");
+    assert!(
+        err.starts_with(&format!(
+            "tlsCertificate: vault secret/tls/mx#cert at {}: Kubernetes login as role 'elsewhere' at auth/kubernetes: 403 ",
+            bao.addr
+        )),
+        "{err}"
+    );
+}
