@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Client, HOST, Harness, yaml};
+use common::{Client, Harness, yaml};
 
 const SEED_DOMAINS: &str = r#"
 example.com: {relayTo: true}
@@ -13,13 +13,6 @@ send.example.com: {relayFrom: ["127.0.0.3/32"]}
 "*.example.com": {logOob: true, logArf: true, relayTo: true}
 www.example.com: {relayTo: false, logArf: false, logOob: false}
 "#;
-
-async fn outsider(h: &Harness, from: &str) -> Client {
-    let mut c = h.client_from(from).await;
-    c.reply().await.assert(220, HOST);
-    c.cmd("EHLO outsider.test").await.assert(250, HOST);
-    c
-}
 
 #[tokio::test]
 async fn relay_hosts_may_relay_anywhere_and_others_may_not() {
@@ -33,7 +26,7 @@ async fn relay_hosts_may_relay_anywhere_and_others_may_not() {
         )
         .await
         .assert(250, "2.0.0");
-    let mut c = outsider(&h, "127.0.0.2").await;
+    let mut c = h.outsider("127.0.0.2").await;
     c.cmd("MAIL FROM:<a@anywhere.test>")
         .await
         .assert(250, "2.1.0");
@@ -50,7 +43,7 @@ async fn relay_hosts_may_relay_anywhere_and_others_may_not() {
 #[tokio::test]
 async fn relay_to_and_wildcards_with_exact_keys_winning() {
     let mut h = Harness::start(|l| l.domains = yaml(SEED_DOMAINS)).await;
-    let mut c = outsider(&h, "127.0.0.2").await;
+    let mut c = h.outsider("127.0.0.2").await;
     c.cmd("MAIL FROM:<a@anywhere.test>")
         .await
         .assert(250, "2.1.0");
@@ -78,7 +71,7 @@ async fn relay_to_and_wildcards_with_exact_keys_winning() {
 #[tokio::test]
 async fn relay_from_needs_both_the_sender_domain_and_the_peer() {
     let mut h = Harness::start(|l| l.domains = yaml(SEED_DOMAINS)).await;
-    let mut listed = outsider(&h, "127.0.0.3").await;
+    let mut listed = h.outsider("127.0.0.3").await;
     listed
         .send_mail(
             "a@send.example.com",
@@ -95,7 +88,7 @@ async fn relay_from_needs_both_the_sender_domain_and_the_peer() {
         .cmd("RCPT TO:<b@gmail.test>")
         .await
         .assert(550, "5.7.1");
-    let mut unlisted = outsider(&h, "127.0.0.4").await;
+    let mut unlisted = h.outsider("127.0.0.4").await;
     unlisted
         .cmd("MAIL FROM:<a@send.example.com>")
         .await
@@ -111,7 +104,7 @@ async fn relay_from_needs_both_the_sender_domain_and_the_peer() {
 #[tokio::test]
 async fn report_only_domains_are_accepted_logged_and_not_spooled() {
     let mut h = Harness::start(|l| l.domains = yaml(SEED_DOMAINS)).await;
-    let mut c = outsider(&h, "127.0.0.2").await;
+    let mut c = h.outsider("127.0.0.2").await;
     c.send_mail(
         "mailer-daemon@isp.test",
         &["b@bounce.example.com"],
@@ -161,12 +154,12 @@ async fn ipv6_peers_follow_ipv6_rules() {
 #[tokio::test]
 async fn a_cidr_relay_host_admits_its_whole_network() {
     let mut h = Harness::start(|l| l.relay_hosts = vec!["127.0.0.0/30".parse().unwrap()]).await;
-    let mut inside = outsider(&h, "127.0.0.3").await;
+    let mut inside = h.outsider("127.0.0.3").await;
     inside
         .send_mail("a@b.test", &["c@d.test"], "Subject: cidr\r\n\r\nx\r\n")
         .await
         .assert(250, "2.0.0");
-    let mut outside = outsider(&h, "127.0.0.4").await;
+    let mut outside = h.outsider("127.0.0.4").await;
     outside.cmd("MAIL FROM:<a@b.test>").await;
     outside.cmd("RCPT TO:<c@d.test>").await.assert(550, "5.7.1");
     h.stop().await;

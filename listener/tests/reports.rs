@@ -31,13 +31,6 @@ fn stuffed(message: &str) -> String {
         .collect()
 }
 
-async fn outsider(h: &Harness) -> Client {
-    let mut c = h.client_from("127.0.0.2").await;
-    c.reply().await;
-    c.cmd("EHLO isp.test").await;
-    c
-}
-
 #[tokio::test]
 async fn the_x_kumoref_loop_closes_through_an_arf_report() {
     let mut h = Harness::start(|l| {
@@ -72,7 +65,7 @@ Content-Type: multipart/report; report-type=feedback-report; boundary=\"b1\"\r\n
 Original-Mail-From: <news@acme.test>\r\nOriginal-Rcpt-To: <reader@mailbox.test>\r\nSource-IP: 192.0.2.25\r\nArrival-Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\n\
 --b1\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n--b1--\r\n"
     );
-    let mut isp = outsider(&h).await;
+    let mut isp = h.outsider("127.0.0.2").await;
     isp.send_mail(
         "fbl@mailbox.test",
         &["fbl@fbl.example.com"],
@@ -106,7 +99,7 @@ Original-Mail-From: <news@acme.test>\r\nOriginal-Rcpt-To: <reader@mailbox.test>\
 #[tokio::test]
 async fn a_bounce_report_logs_one_oob_record_per_failed_recipient() {
     let mut h = Harness::start(|l| l.domains = yaml(DOMAINS)).await;
-    let mut isp = outsider(&h).await;
+    let mut isp = h.outsider("127.0.0.2").await;
     let dsn = corpus("dsn-multi-recipient.eml");
     isp.send_mail("", &["bounces@bounce.example.com"], &stuffed(&dsn))
         .await
@@ -145,7 +138,7 @@ async fn a_bounce_report_logs_one_oob_record_per_failed_recipient() {
 #[tokio::test]
 async fn reports_to_a_relay_to_domain_are_logged_and_relayed() {
     let mut h = Harness::start(|l| l.domains = yaml(DOMAINS)).await;
-    let mut isp = outsider(&h).await;
+    let mut isp = h.outsider("127.0.0.2").await;
     isp.send_mail(
         "",
         &["x@both.example.com"],
@@ -165,7 +158,7 @@ async fn reports_to_a_relay_to_domain_are_logged_and_relayed() {
 #[tokio::test]
 async fn malformed_reports_are_plain_receptions_with_a_parse_error_and_nothing_is_lost() {
     let mut h = Harness::start(|l| l.domains = yaml(DOMAINS)).await;
-    let mut isp = outsider(&h).await;
+    let mut isp = h.outsider("127.0.0.2").await;
     isp.send_mail(
         "",
         &["x@fbl.example.com"],

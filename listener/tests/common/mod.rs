@@ -77,6 +77,15 @@ impl Harness {
         Client::connect_from(self.smtp, local.parse().unwrap()).await
     }
 
+    /// A client connected from `local` (e.g. 127.0.0.2, outside the default relay
+    /// hosts), greeted and past EHLO.
+    pub async fn outsider(&self, local: &str) -> Client {
+        let mut client = self.client_from(local).await;
+        client.reply().await.assert(220, HOST);
+        client.cmd("EHLO outsider.test").await.assert(250, HOST);
+        client
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         self.dir.path().join("spool")
     }
