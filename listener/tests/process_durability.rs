@@ -12,8 +12,8 @@ use std::{
 };
 
 use support_process::{
-    Process, Setup, Smtp, Stopped, WAIT, Workdir, contains, http_get, message, metric, run_to_end,
-    send_until_stopped, spool_list, spool_show,
+    Acked, Process, Setup, Smtp, Stopped, WAIT, Workdir, contains, http_get, message, metric,
+    run_to_end, send_until_stopped, spool_list, spool_show,
 };
 
 /// Concurrent client connections.
@@ -66,6 +66,17 @@ async fn every_acknowledged_message_survives_sigkill() {
     let work = Workdir::new();
     let setup = work.config("durable", &[], &[]);
     let acked = kill_mid_traffic(&work, &setup).await;
+
+    // The reader's view of the crashed spool, before any recovery.
+    let listed = spool_list(&setup.spool);
+    let unseen = acked
+        .iter()
+        .filter(|(id, _)| !listed.contains_key(id))
+        .count();
+    assert_eq!(
+        unseen, 0,
+        "`spool list` misses acknowledged messages before restart"
+    );
 
     // Restart on the same spool: recovery runs, and everything acknowledged is there.
     let mut second = Process::start(&work, &setup, "second").await;
@@ -219,5 +230,73 @@ async fn sigkill_loses_deferred_messages_as_the_seed_warns() {
     assert_eq!(
         kept, 0,
         "deferred messages reached the disk before shutdown"
+    );
+}
+
+/// `spool list` is safe while the listener writes: run during traffic, it succeeds
+/// without complaint and lists every message acknowledged before it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_list_during_traffic_sees_every_acknowledged_message() {
+    let work = Workdir::new();
+    let setup = work.config("reader", &[], &[]);
+    let mut process = Process::start(&work, &setup, "reader").await;
+    let acked: Acked = Arc::default();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|n| {
+            tokio::spawn(send_until_stopped(
+                setup.smtp,
+                format!("reader-{n}"),
+                acked.clone(),
+            ))
+        })
+        .collect();
+    let mut checked = 0;
+    let deadline = Instant::now() + WAIT;
+    while checked < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "only {checked} listings in {WAIT:?}"
+        );
+        let before: Vec<String> = acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        if before.len() < 10 * (checked + 1) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let spool = setup.spool.clone();
+        let listed = tokio::task::spawn_blocking(move || spool_list(&spool))
+            .await
+            .unwrap();
+        let unseen: Vec<_> = before
+            .iter()
+            .filter(|id| !listed.contains_key(*id))
+            .collect();
+        assert!(
+            unseen.is_empty(),
+            "listing {checked} misses acknowledged {unseen:?}"
+        );
+        checked += 1;
+    }
+    assert!(
+        senders.iter().all(|s| !s.is_finished()),
+        "traffic went on throughout"
+    );
+    process.sigterm();
+    for sender in senders {
+        let stopped = tokio::time::timeout(WAIT, sender).await.unwrap().unwrap();
+        assert!(
+            matches!(stopped, Stopped::Refused(ref r) if r.code == 421)
+                || matches!(stopped, Stopped::Died(_))
+        );
+    }
+    assert_eq!(
+        process.wait_exit(WAIT).await.code(),
+        Some(0),
+        "{}",
+        process.stderr()
     );
 }

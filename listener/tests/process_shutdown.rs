@@ -3,7 +3,7 @@
 //! a transaction may finish it within `shutdownGracePeriod` (then gets `421 4.3.2`), a
 //! transaction that outlasts the grace period gets `421 4.3.2`, and the process exits 0
 //! with everything it acknowledged on disk and in the record log, also when SIGTERM
-//! arrives in the middle of traffic on many connections.
+//! arrives in the middle of traffic on many connections. SIGINT does the same.
 
 mod support_process;
 
@@ -193,4 +193,17 @@ async fn sigterm_under_load_keeps_every_acknowledged_message() {
         acked.len(),
         "nothing unacknowledged was stored"
     );
+}
+
+/// Ctrl-C on the README's first command: SIGINT is the same graceful shutdown.
+#[tokio::test]
+async fn sigint_shuts_down_gracefully_too() {
+    let work = Workdir::new();
+    let setup = work.config("sigint", &[], &[]);
+    let mut process = Process::start(&work, &setup, "sigint").await;
+    let mut idle = Smtp::greeted(setup.smtp).await.unwrap();
+    process.signal("INT");
+    idle.reply().await.unwrap().expect(421, "4.3.2");
+    let status = process.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(0), "{}", process.stderr());
 }

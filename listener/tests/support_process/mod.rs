@@ -226,13 +226,19 @@ impl Process {
         self.child.id()
     }
 
-    /// Sends SIGTERM (with kill(1): the workspace forbids `unsafe`, so no libc call).
+    /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (e.g. `INT`) with kill(1): the workspace forbids
+    /// `unsafe`, so no libc call.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("run kill(1)");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
     /// Sends SIGKILL and reaps the process.
