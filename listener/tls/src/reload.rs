@@ -2,12 +2,15 @@
 //!
 //! Files are re-read every `file_poll_interval` (2 s by default) and compared byte for byte
 //! with what was last tried; Vault sources are re-read every `tls_refresh_interval`. A
-//! changed, valid pair replaces the served certificate; anything else keeps it.
+//! changed, valid pair replaces the served certificate; anything else keeps it. A failure
+//! on files is looked at again once after a short pause before it is reported, so that a
+//! `..data` swap landing between the reads of the two files is not counted as a failure.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
 use tokio::time::Instant;
 
 use crate::error::{Field, TlsError};
@@ -22,6 +25,8 @@ pub(crate) struct Slot {
     pub source: Source,
     pub latest: Vec<u8>,
     next_vault_read: Instant,
+    /// Whether this tick reads the source.
+    due: bool,
 }
 
 impl Slot {
@@ -31,6 +36,7 @@ impl Slot {
             source,
             latest,
             next_vault_read: Instant::now(),
+            due: false,
         }
     }
 }
@@ -44,6 +50,26 @@ pub(crate) struct Reloader {
     pub provider: Arc<CryptoProvider>,
     pub file_poll: Duration,
     pub vault_every: Duration,
+}
+
+/// How long to wait before looking again at files that failed mid-update.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// What one look at the sources found.
+enum Outcome {
+    /// Nothing new.
+    Unchanged,
+    /// A new, valid pair, ready to serve; `kind` is the source that changed.
+    Ready {
+        kind: SourceKind,
+        certified: Arc<CertifiedKey>,
+    },
+    /// A source could not be read (`read`), or the new pair is not usable.
+    Failed {
+        kind: SourceKind,
+        err: TlsError,
+        read: bool,
+    },
 }
 
 /// What the loop remembers between ticks.
@@ -83,58 +109,61 @@ impl Reloader {
 
     async fn tick(&mut self, tried: &mut Tried) {
         let now = Instant::now();
-        let vault_every = self.vault_every;
         let mut vault_read = false;
-        let mut failure: Option<(SourceKind, TlsError)> = None;
         for slot in [&mut self.cert, &mut self.key] {
-            let kind = slot.source.kind();
-            if kind == SourceKind::Vault {
-                if now < slot.next_vault_read {
-                    continue;
-                }
-                slot.next_vault_read = now + vault_every;
+            slot.due = match slot.source.kind() {
+                SourceKind::File => true,
+                SourceKind::Vault => now >= slot.next_vault_read,
+            };
+            if slot.due && slot.source.kind() == SourceKind::Vault {
+                slot.next_vault_read = now + self.vault_every;
                 vault_read = true;
+            }
+        }
+        let mut outcome = self.attempt(tried).await;
+        if let Outcome::Failed {
+            kind: SourceKind::File,
+            ..
+        } = outcome
+        {
+            // Files seen mid-update (the `..data` swap landing between the two reads, or a
+            // writer that is not done yet): look at them once more before reporting.
+            tokio::time::sleep(self.file_poll.min(SETTLE)).await;
+            for slot in [&mut self.cert, &mut self.key] {
+                slot.due = slot.source.kind() == SourceKind::File;
+            }
+            outcome = self.attempt(tried).await;
+        }
+        self.report(outcome, vault_read, tried);
+    }
+
+    /// Reads the due sources and, if the pair changed, builds the new certificate.
+    async fn attempt(&mut self, tried: &Tried) -> Outcome {
+        for slot in [&mut self.cert, &mut self.key] {
+            if !slot.due {
+                continue;
             }
             match slot.source.read(slot.field).await {
                 Ok(bytes) => slot.latest = bytes,
-                Err(e) => {
-                    failure.get_or_insert((kind, e));
+                Err(err) => {
+                    return Outcome::Failed {
+                        kind: slot.source.kind(),
+                        err,
+                        read: true,
+                    };
                 }
             }
         }
-        if let Some((kind, err)) = failure {
-            // A file that stays missing is reported once; every Vault read is an attempt.
-            let message = err.to_string();
-            if kind == SourceKind::Vault || tried.reported.as_deref() != Some(&message) {
-                self.fail(kind, &err);
-                tried.reported = Some(message);
-            }
-            return;
-        }
-        tried.reported = None;
-
         let cert_changed = self.cert.latest != tried.cert;
         let key_changed = self.key.latest != tried.key;
         if !cert_changed && !key_changed {
-            if vault_read {
-                // The same, already judged, bytes: count the periodic read as what it was.
-                if tried.ok {
-                    self.metrics
-                        .record(SourceKind::Vault, ReloadResult::Success);
-                } else {
-                    self.metrics
-                        .record(SourceKind::Vault, ReloadResult::Failure);
-                }
-            }
-            return;
+            return Outcome::Unchanged;
         }
         let kind = if key_changed {
             self.key.source.kind()
         } else {
             self.cert.source.kind()
         };
-        tried.cert.clone_from(&self.cert.latest);
-        tried.key.clone_from(&self.key.latest);
         let cert_origin = self.cert.source.describe();
         let key_origin = self.key.source.describe();
         let pair = PemPair {
@@ -144,17 +173,62 @@ impl Reloader {
             key_origin: &key_origin,
         };
         match certified_key(&pair, &self.provider) {
-            Ok(certified) => {
-                self.resolver.swap(certified);
+            Ok(certified) => Outcome::Ready { kind, certified },
+            Err(err) => Outcome::Failed {
+                kind,
+                err,
+                read: false,
+            },
+        }
+    }
+
+    fn report(&self, outcome: Outcome, vault_read: bool, tried: &mut Tried) {
+        match outcome {
+            Outcome::Failed {
+                kind,
+                err,
+                read: true,
+            } => {
+                // A file that stays missing is reported once; every Vault read is an attempt.
+                let message = err.to_string();
+                if kind == SourceKind::Vault || tried.reported.as_deref() != Some(&message) {
+                    self.fail(kind, &err);
+                    tried.reported = Some(message);
+                }
+            }
+            Outcome::Unchanged => {
+                tried.reported = None;
+                if vault_read {
+                    // The same, already judged, bytes: count the periodic read as what it was.
+                    let result = if tried.ok {
+                        ReloadResult::Success
+                    } else {
+                        ReloadResult::Failure
+                    };
+                    self.metrics.record(SourceKind::Vault, result);
+                }
+            }
+            Outcome::Ready { kind, certified } => {
+                tried.reported = None;
+                tried.cert.clone_from(&self.cert.latest);
+                tried.key.clone_from(&self.key.latest);
                 tried.ok = true;
+                self.resolver.swap(certified);
                 self.metrics.record(kind, ReloadResult::Success);
                 tracing::info!(
-                    certificate = %cert_origin,
-                    key = %key_origin,
+                    certificate = %self.cert.source.describe(),
+                    key = %self.key.source.describe(),
                     "TLS certificate reloaded; new handshakes use it"
                 );
             }
-            Err(err) => {
+            Outcome::Failed {
+                kind,
+                err,
+                read: false,
+            } => {
+                tried.reported = None;
+                tried.cert.clone_from(&self.cert.latest);
+                tried.key.clone_from(&self.key.latest);
                 tried.ok = false;
                 self.fail(kind, &err);
             }
