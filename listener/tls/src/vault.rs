@@ -252,13 +252,10 @@ pub(crate) fn describe_unresolved(source: &VaultSource) -> String {
     format!("vault {}/{}{field}", source.mount, source.path)
 }
 
-/// The HTTP client: rustls with ring, the platform's roots plus `$VAULT_CACERT`.
+/// The HTTP client: rustls with ring, the platform's roots plus `$VAULT_CACERT`. One per
+/// source (not per process): a client's pooled connections belong to the runtime that
+/// opened them.
 fn http_client(options: &TlsOptions) -> Result<reqwest::Client, String> {
-    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
-        std::sync::OnceLock::new();
-    if options.vault_ca_cert.is_none() {
-        return CLIENT.get_or_init(|| build_http_client(None)).clone();
-    }
     build_http_client(options.vault_ca_cert.as_ref())
 }
 
