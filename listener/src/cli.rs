@@ -13,7 +13,7 @@ use postern_tls::{TlsMetrics, TlsProvider};
 
 use crate::server::{self, StartError};
 
-/// Exit code for bad input: configuration, TLS sources, unknown ids.
+/// Exit code for bad input: configuration, TLS sources, malformed message ids.
 const EXIT_BAD_INPUT: u8 = 2;
 
 /// Postern's ESMTP relay listener.
@@ -60,6 +60,15 @@ enum SpoolCommand {
 }
 
 impl Cli {
+    /// The diagnostics level when `RUST_LOG` is unset: `info` while serving, `warn`
+    /// for the one-shot commands, whose output is their answer.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            None | Some(Command::Run) => "info",
+            Some(_) => "warn",
+        }
+    }
+
     /// Runs the chosen command and returns the process exit code.
     pub async fn run(self) -> ExitCode {
         match self.command.unwrap_or(Command::Run) {

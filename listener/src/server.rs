@@ -77,7 +77,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // spool is recovered (so a liveness probe does not kill it) and /readyz says no.
     let ready = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(RwLock::new(registry));
-    let admin_listener = TcpListener::bind(config.admin.listen)
+    let admin_listener = TcpListener::bind(config.admin.listen.socket_addr())
         .await
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;

@@ -2,7 +2,6 @@
 
 use std::{
     fmt,
-    net::SocketAddr,
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -11,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::{DeserializeFromStr, SerializeDisplay};
 
-use crate::{ConfigError, HumanDuration, ListenerConfig, validate};
+use crate::{ConfigError, HumanDuration, ListenAddr, ListenerConfig, validate};
 
 /// Default spool directory, relative to the working directory.
 pub const DEFAULT_SPOOL_PATH: &str = "./postern-spool";
@@ -54,7 +53,7 @@ pub struct SpoolConfig {
 pub struct AdminConfig {
     /// Address serving `/livez`, `/readyz` and `/metrics`.
     #[serde(default = "default_admin_listen")]
-    pub listen: SocketAddr,
+    pub listen: ListenAddr,
 }
 
 /// Where log records go.
@@ -87,11 +86,9 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." {
-                "config".to_owned()
-            } else {
-                field
+            let field = match e.path().to_string() {
+                root if root == "." || root == "?" => "config".to_owned(),
+                field => field,
             };
             let message = without_path_prefix(&e.into_inner().to_string(), &field);
             ConfigError::Parse { field, message }
@@ -180,7 +177,7 @@ fn default_listeners() -> Vec<ListenerConfig> {
 fn default_spool_path() -> PathBuf {
     DEFAULT_SPOOL_PATH.into()
 }
-fn default_admin_listen() -> SocketAddr {
+fn default_admin_listen() -> ListenAddr {
     DEFAULT_ADMIN_LISTEN
         .parse()
         .expect("the default admin address parses")

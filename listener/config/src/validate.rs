@@ -40,6 +40,24 @@ pub fn validate_listeners(
 }
 
 fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(), ConfigError> {
+    for (field, value) in [
+        (
+            "maxMessagesPerConnection",
+            u64::from(l.max_messages_per_connection),
+        ),
+        (
+            "maxRecipientsPerMessage",
+            u64::from(l.max_recipients_per_message),
+        ),
+        ("maxMessageSize", l.max_message_size),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.{field}"),
+                "'0' is not allowed; expected at least 1",
+            ));
+        }
+    }
     if l.banner.contains(['\r', '\n']) {
         return Err(ConfigError::invalid(
             format!("{at}.banner"),

@@ -117,6 +117,17 @@ fn errors_name_the_field_the_value_and_what_is_expected() {
             "only works in an EsmtpListener",
         ),
         ("listeners: []", "listeners", "at least one"),
+        (
+            "listeners: [{maxRecipientsPerMessage: 0}]",
+            "listeners[0].maxRecipientsPerMessage",
+            "expected at least 1",
+        ),
+        (
+            "admin: {listen: nope}",
+            "admin.listen",
+            "'nope' is not a listen address",
+        ),
+        ("spool:\n  path: /x\n bad", "config", "line 3"),
     ];
     for (yaml, field, expected) in cases {
         let message = error_of(yaml);
