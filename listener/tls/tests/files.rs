@@ -285,3 +285,38 @@ async fn metrics_are_exposed() {
         "{text}"
     );
 }
+
+/// A TLS 1.2 client negotiates TLS 1.2, and the facts say so as rustls names them.
+#[tokio::test]
+async fn tls12_and_the_facts() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let pem = common::ecdsa_pkcs8("mx.test.example");
+    let secret = SecretDir::new(&pem);
+    let config = listener(
+        Some(file(secret.cert_path())),
+        Some(file(secret.key_path())),
+    );
+    let (provider, _) = start(&config).await.unwrap();
+    let addr = serve(provider).await;
+    let client = rustls::ClientConfig::builder_with_provider(postern_tls::crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(common::AnyCertificate))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("mx.test.example").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut tls = BufReader::new(tls);
+    tls.get_mut().write_all(b"hi\n").await.unwrap();
+    let mut reply = String::new();
+    tls.read_line(&mut reply).await.unwrap();
+    assert_eq!(
+        reply.trim_end(),
+        "TLSv1_2 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 hi"
+    );
+}

@@ -17,7 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 macro_rules! bao_or_skip {
     () => {
-        match tokio::task::spawn_blocking(Bao::start).await.unwrap() {
+        bao_or_skip!(Bao::start)
+    };
+    ($start:expr) => {
+        match tokio::task::spawn_blocking($start).await.unwrap() {
             Some(bao) => bao,
             None => return,
         }
@@ -247,6 +250,52 @@ async fn errors_are_one_line_naming_source_and_cause() {
             "tlsPrivateKey (vault secret/tls/other.key at {at}) does not match tlsCertificate (vault secret/tls/mx.cert at {at})"
         )
     );
+}
+
+/// An `https://` Vault: trusted through `$VAULT_CACERT` (`TlsOptions::vault_ca_cert`),
+/// refused without it.
+#[tokio::test]
+async fn https_vault_with_its_ca() {
+    let bao = bao_or_skip!(Bao::start_tls);
+    let pem = common::ed25519("mx.test.example");
+    bao.put("tls/mx", &[("cert", &pem.cert), ("key", &pem.key)]);
+    let (cert, key) = pair("tls/mx", Some(&bao.addr), token(ROOT));
+    let options = TlsOptions {
+        vault_ca_cert: bao.ca.clone(),
+        ..common::options()
+    };
+    let (provider, _) = start_with(cert.clone(), key.clone(), options, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        Client::connect(serve(provider).await).await.leaf(),
+        pem.leaf
+    );
+
+    let err = start(cert, key).await.unwrap_err();
+    eprintln!("untrusted Vault certificate: {err}");
+    assert!(
+        err.starts_with(&format!(
+            "tlsCertificate: vault secret/tls/mx#cert at {}: cannot connect: ",
+            bao.addr
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    let err = start_with(
+        vault("tls/mx", Some(&bao.addr), token(ROOT)),
+        vault("tls/mx", Some(&bao.addr), token(ROOT)),
+        TlsOptions {
+            vault_ca_cert: Some(bao.dir.path().join("no-such-ca.pem")),
+            ..common::options()
+        },
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("$VAULT_CACERT"), "{err}");
 }
 
 /// A new version of the secret is served after one refresh interval; an established

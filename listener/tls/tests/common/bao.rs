@@ -12,6 +12,8 @@ pub struct Bao {
     child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// With `-dev-tls`: the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
 }
 
 fn find_bao() -> Option<PathBuf> {
@@ -25,6 +27,15 @@ impl Bao {
     /// Starts a dev server. Without `bao` on PATH: fails when `$CI` is set, else skips
     /// loudly (returns `None`).
     pub fn start() -> Option<Self> {
+        Self::start_with(false)
+    }
+
+    /// Starts a dev server on `https://` (`-dev-tls`, with a CA it generates).
+    pub fn start_tls() -> Option<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Option<Self> {
         let Some(bao) = find_bao() else {
             if std::env::var_os("CI").is_some() {
                 panic!(
@@ -43,14 +54,24 @@ impl Bao {
             .port();
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
+        let mut args = vec![
+            "server".to_string(),
+            "-dev".into(),
+            "-dev-no-store-token".into(),
+            format!("-dev-root-token-id={ROOT}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        let ca = tls.then(|| dir.path().join("tls/vault-ca.pem"));
+        if tls {
+            std::fs::create_dir(dir.path().join("tls")).unwrap();
+            args.push("-dev-tls".into());
+            args.push(format!(
+                "-dev-tls-cert-dir={}",
+                dir.path().join("tls").display()
+            ));
+        }
         let child = Command::new(bao)
-            .args([
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                &format!("-dev-root-token-id={ROOT}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
+            .args(&args)
             .env("HOME", dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -59,8 +80,9 @@ impl Bao {
             .expect("start bao server -dev");
         let bao = Self {
             child,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             dir,
+            ca,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !bao.try_cli(&["status"]).0 {
@@ -75,7 +97,11 @@ impl Bao {
     }
 
     fn try_cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("bao")
+        let mut command = Command::new("bao");
+        if let Some(ca) = &self.ca {
+            command.env("VAULT_CACERT", ca).env("BAO_CACERT", ca);
+        }
+        let out = command
             .args(args)
             .env("VAULT_ADDR", &self.addr)
             .env("BAO_ADDR", &self.addr)
