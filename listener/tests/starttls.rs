@@ -209,3 +209,36 @@ async fn a_failed_handshake_closes_only_that_connection() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn openssl_s_client_negotiates_starttls_from_outside() {
+    let mut h = Harness::start(|_| {}).await;
+    let addr = h.smtp.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-starttls", "smtp", "-connect", &addr, "-servername", HOST, "-brief", "-crlf", "-ign_eof"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl is installed (scripts/install-deps)");
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            b"EHLO openssl.test\nMAIL FROM:<a@b.test>\nRCPT TO:<c@d.test>\nDATA\nSubject: via openssl\n\nhi\n.\nQUIT\n",
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Protocol version: TLSv1.3"), "{stderr}");
+    assert!(stdout.contains("250 2.0.0 OK id="), "{stdout}\n{stderr}");
+    let message = String::from_utf8(h.spooled().remove(0).1).unwrap();
+    assert!(
+        message.contains("from openssl.test ([127.0.0.1])")
+            && message.contains("with ESMTPS (TLSv1_3:")
+    );
+    h.stop().await;
+}
