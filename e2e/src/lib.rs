@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -85,6 +85,17 @@ pub const POD_SECURITY_RESTRICTED: &[(&str, &str)] = &[
 /// Default timeout for the waits in this crate: long enough for the
 /// controllers of a loaded 2-core machine, short enough to fail a test fast.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long after a CRD is created the garbage collector may take to notice
+/// it: kube-controller-manager re-reads API discovery every 30 s (a
+/// hard-coded period).  Until then, deleting a custom resource does not
+/// collect the objects it owns, so waits for such garbage collection need a
+/// timeout above this (e.g. [`GC_TIMEOUT`]).
+pub const GC_DISCOVERY_PERIOD: Duration = Duration::from_secs(30);
+
+/// Timeout for waiting on garbage collection of objects owned by a custom
+/// resource whose CRD may be new (see [`GC_DISCOVERY_PERIOD`]).
+pub const GC_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Default state directory of `e2e/cluster` (overridden by
 /// `POSTERN_E2E_STATE`, as in the script).
@@ -298,7 +309,9 @@ impl Cluster {
         Ok(recycled)
     }
 
-    /// Creates a fresh namespace named after `prefix` plus a unique suffix.
+    /// Creates a fresh namespace named after `prefix` plus a unique suffix,
+    /// and waits until its default ServiceAccount exists (so pods can be
+    /// created in it).
     pub async fn namespace(&self, prefix: &str) -> Result<TestNamespace> {
         self.namespace_with_labels(prefix, &[]).await
     }
@@ -328,12 +341,24 @@ impl Cluster {
             .create(&PostParams::default(), &ns)
             .await
             .with_context(|| format!("creating namespace {name}"))?;
-        Ok(TestNamespace {
+        let test_ns = TestNamespace {
             name,
             client: self.client(),
             config: self.config.clone(),
             cleaned_up: false,
-        })
+        };
+        // Pods cannot be created before the controller-manager has made the
+        // namespace's default ServiceAccount; a ReplicaSet that tries too
+        // early backs off for seconds.  Hand out the namespace once usable.
+        wait_for(
+            &test_ns.api::<ServiceAccount>(),
+            "default",
+            &format!("the default ServiceAccount of namespace {}", test_ns.name),
+            DEFAULT_TIMEOUT,
+            |sa: Option<&ServiceAccount>| sa.is_some(),
+        )
+        .await?;
+        Ok(test_ns)
     }
 }
 

@@ -28,8 +28,8 @@ use kube::api::{
 };
 use kube::{Resource, ResourceExt};
 use postern_e2e::{
-    Cluster, DEFAULT_TIMEOUT, FIELD_MANAGER, POD_SECURITY_RESTRICTED, apply, poll, require_cluster,
-    wait_deleted, wait_deployment_available, wait_for,
+    Cluster, DEFAULT_TIMEOUT, FIELD_MANAGER, GC_TIMEOUT, POD_SECURITY_RESTRICTED, apply, poll,
+    require_cluster, wait_deleted, wait_deployment_available, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -328,12 +328,14 @@ async fn deployment_becomes_available_and_is_garbage_collected() -> Result<()> {
     }
 
     // Deleting the owner lets the garbage collector remove the Deployment,
-    // then its ReplicaSet and pods (background propagation).
+    // then its ReplicaSet and pods (background propagation).  Right after
+    // the CRD was created this takes up to GC_DISCOVERY_PERIOD longer: the
+    // collector has to discover the new kind first.
     pools
         .delete("relays", &DeleteParams::background())
         .await
         .context("deleting the owner")?;
-    wait_deleted(&deployments, "relay", &deployment_uid, DEFAULT_TIMEOUT).await?;
+    wait_deleted(&deployments, "relay", &deployment_uid, GC_TIMEOUT).await?;
     let replica_sets: Api<ReplicaSet> = ns.api();
     poll(
         "the ReplicaSets and pods of the collected Deployment to be gone",
