@@ -117,6 +117,13 @@ impl Metrics {
             .inc();
     }
 
+    /// API requests counted so far with `verb`.
+    pub fn requests_of(&self, verb: &str) -> u64 {
+        self.requests
+            .get(&VerbLabel { verb: verb.into() })
+            .map_or(0, |c| c.get())
+    }
+
     /// All API requests counted so far.
     pub fn total_requests(&self) -> u64 {
         self.total_requests.load(Ordering::Relaxed)

@@ -60,7 +60,9 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
         },
         log: LogTarget::Stdout,
         admin: AdminConfig {
-            listen: ([0, 0, 0, 0], ADMIN_PORT).into(),
+            listen: format!("0.0.0.0:{ADMIN_PORT}")
+                .parse()
+                .expect("an all-addresses admin address parses"),
         },
         shutdown_grace_period: HumanDuration::from_secs(SHUTDOWN_GRACE_SECS),
     }
