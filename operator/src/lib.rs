@@ -6,7 +6,8 @@
 //! ([`validate`]) → build the desired objects, purely ([`build`]) → server-side apply
 //! them and prune surplus replicas ([`apply`]) → write `status` ([`status`]).
 //! [`controller`] wires the steps to kube's `Controller`, [`leader`] elects one active
-//! instance, and [`server`] serves `/metrics`, `/livez` and `/readyz` ([`metrics`]).
+//! instance, [`server`] serves `/metrics`, `/livez` and `/readyz` ([`metrics`]), and
+//! [`rbac`] lists the permissions all of this needs.
 
 pub mod apply;
 pub mod build;
@@ -15,6 +16,7 @@ pub mod crd;
 pub mod dereference;
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod server;
 pub mod status;
 pub mod validate;

@@ -26,6 +26,12 @@ struct Cli {
 enum Command {
     /// Print the EsmtpListener CustomResourceDefinition as YAML.
     Crd,
+    /// Print the ClusterRole with exactly the permissions `run` uses, as YAML.
+    Rbac {
+        /// The ClusterRole's name.
+        #[arg(long, default_value = "postern-operator")]
+        name: String,
+    },
     /// Run the controller.
     Run(RunArgs),
 }
@@ -61,6 +67,14 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Crd => {
             print!("{}", crd::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Rbac { name } => {
+            let role = postern_operator::rbac::cluster_role(&name);
+            print!(
+                "{}",
+                serde_yaml::to_string(&role).expect("a ClusterRole serializes")
+            );
             ExitCode::SUCCESS
         }
         Command::Run(args) => {

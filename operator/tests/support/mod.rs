@@ -57,8 +57,13 @@ pub struct Operator {
 impl Operator {
     /// Starts the controller watching `ns` only.
     pub async fn start(cluster: &Cluster, ns: &str) -> Result<Self> {
+        Self::start_with(cluster.config().clone(), ns).await
+    }
+
+    /// Starts the controller watching `ns` only, with the client `config`.
+    pub async fn start_with(config: kube::Config, ns: &str) -> Result<Self> {
         let metrics = Metrics::new();
-        let client = counting_client(cluster.config().clone(), &metrics)?;
+        let client = counting_client(config, &metrics)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let options = Options {
             namespace: Some(ns.to_string()),
