@@ -473,3 +473,42 @@ async fn e2e_leader_election_hands_the_lease_over() -> Result<()> {
     second.release().await;
     ns.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_a_spec_the_api_server_refuses_stalls_with_its_reason() -> Result<()> {
+    let cluster = require_cluster!(
+        "e2e_a_spec_the_api_server_refuses_stalls_with_its_reason",
+        Ok(())
+    );
+    let (ns, operator) = setup(&cluster, "op-refused").await?;
+    let api = ns.api::<EsmtpListener>();
+    apply_listener(&api, "mx", "listeners: [{listen: '0:25'}]").await?;
+    wait_ready(&api, "mx").await?;
+
+    // A bound claim's storage class cannot change: the API server refuses the apply.
+    apply_listener(
+        &api,
+        "mx",
+        "listeners: [{listen: '0:25'}]\nstorage: {storageClassName: another-class}",
+    )
+    .await?;
+    let l = wait_condition(&api, "mx", STALLED, "True", 2).await?;
+    let stalled = l
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == STALLED)
+        .unwrap()
+        .clone();
+    ensure!(stalled.reason == "Rejected", "{stalled:?}");
+    ensure!(stalled.message.contains("immutable"), "{stalled:?}");
+
+    // Putting it back heals it.
+    apply_listener(&api, "mx", "listeners: [{listen: '0:25'}]").await?;
+    wait_condition(&api, "mx", READY, "True", 3).await?;
+
+    operator.stop().await;
+    ns.cleanup().await
+}
