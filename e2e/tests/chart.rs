@@ -449,8 +449,29 @@ fn wait_listeners_ready(tools: &Tools, ns: &str, names: &[&str]) -> Result<()> {
     let objects: Vec<String> = names.iter().map(|n| format!("esmtplistener/{n}")).collect();
     let mut args = vec!["-n", ns, "wait", "--for=condition=Ready", "--timeout=120s"];
     args.extend(objects.iter().map(String::as_str));
-    tools.kubectl(&args)?;
-    Ok(())
+    tools.kubectl(&args).map(drop).map_err(|e| {
+        let state = tools
+            .kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "esmtplisteners,deployments,pods,pvc",
+                "-o",
+                "wide",
+            ])
+            .unwrap_or_default();
+        let conditions = tools
+            .kubectl(&[
+                "-n",
+                ns,
+                "get",
+                "esmtplisteners",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}: {.status.conditions}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default();
+        e.context(format!("{state}\n{conditions}"))
+    })
 }
 
 fn container_env(d: &Deployment, name: &str) -> Option<String> {
@@ -468,6 +489,8 @@ async fn chart_install_reconcile_upgrade_uninstall() -> Result<()> {
     let cluster = require_cluster!("chart_install_reconcile_upgrade_uninstall", Ok(()));
     let tools = Tools::new(&cluster);
     let client = cluster.client();
+    // Spool claims bind to the cluster's pool of volumes; earlier runs leave them Released.
+    cluster.recycle_volumes().await?;
     let rel_ns = cluster.namespace("chart-rel").await?;
     let mail = cluster.namespace("chart-mail").await?;
     let release = rel_ns.name().to_owned();
@@ -760,6 +783,8 @@ async fn chart_restricted_namespace_admits_operator_and_listener_pods() -> Resul
     );
     let tools = Tools::new(&cluster);
     let client = cluster.client();
+    // Spool claims bind to the cluster's pool of volumes; earlier runs leave them Released.
+    cluster.recycle_volumes().await?;
     let ns = cluster
         .namespace_with_labels("chart-psa", POD_SECURITY_RESTRICTED)
         .await?;
