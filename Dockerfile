@@ -34,10 +34,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
         -p postern-operator -p postern-listener \
     && mkdir -p /out \
     && cp "target/$TARGET/release/postern-operator" "target/$TARGET/release/postern-listener" /out/ \
+    && strip /out/postern-operator /out/postern-listener \
     && /out/postern-operator --version && /out/postern-listener --version
 
 FROM ${RUNTIME_IMAGE}
-ARG TARGET
 LABEL org.opencontainers.image.title="postern" \
       org.opencontainers.image.description="Postern ESMTP relay: postern-operator and postern-listener" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -254,6 +254,40 @@ else
   printf '  %s\n' "$out"
 fi
 
+# --- 5b. the chart's RBAC is what the operator says it uses ----------------------------
+# `postern-operator rbac` prints the operator's exact rules (operator/src/rbac.rs, proven
+# sufficient by its own e2e test). The chart grants the same (group, resource, verb)
+# triples, plus only esmtplisteners/finalizers update (blockOwnerDeletion under the
+# OwnerReferencesPermissionEnforcement admission plugin, which the operator's test
+# cluster does not enable).
+if cargo run -q --locked -p postern-operator -- rbac >"$WORK/operator-rbac.yaml" 2>"$WORK/err" \
+  && out="$(python3 - "$WORK" <<'EOF'
+import sys, yaml
+work = sys.argv[1]
+def triples(rules):
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+operator = triples(yaml.safe_load(open(f"{work}/operator-rbac.yaml"))["rules"])
+docs = [d for d in yaml.safe_load_all(open(f"{work}/default.yaml")) if d]
+chart = set()
+for d in docs:
+    if d["kind"] in ("ClusterRole", "Role"):
+        chart |= triples(d["rules"])
+extra = chart - operator - {("postern.io", "esmtplisteners/finalizers", "update")}
+missing = operator - chart
+for t in sorted(missing):
+    print("the operator uses, the chart does not grant:", t)
+for t in sorted(extra):
+    print("the chart grants, the operator does not use:", t)
+sys.exit(1 if missing or extra else 0)
+EOF
+)"; then
+  ok "the chart's RBAC = postern-operator rbac (+ esmtplisteners/finalizers update)"
+else
+  fail "the chart's RBAC differs from postern-operator rbac:"
+  cat "$WORK/err" 2>/dev/null
+  printf '  %s\n' "${out:-}"
+fi
+
 # --- 6. bad values are refused, with a message that names the key ------------------------
 refused() { # expected-message helm-args...
   local want="$1"
