@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 
+use futures::future::{join_all, try_join_all};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
@@ -161,20 +162,40 @@ pub async fn apply_all(
     listener: &EsmtpListener,
     desired: &Desired,
 ) -> Result<Vec<Deployment>, kube::Error> {
-    let (cm, change) = apply(client, &stores.config_maps, &desired.config_map).await?;
-    record(recorder, listener, &cm, change).await;
-    for claim in &desired.claims {
-        let (claim, change) = apply(client, &stores.claims, claim).await?;
-        record(recorder, listener, &claim, change).await;
-    }
-    let mut deployments = Vec::with_capacity(desired.deployments.len());
-    for deployment in &desired.deployments {
-        let (deployment, change) = apply(client, &stores.deployments, deployment).await?;
-        record(recorder, listener, &deployment, change).await;
-        deployments.push(deployment);
-    }
-    let (svc, change) = apply(client, &stores.services, &desired.service).await?;
-    record(recorder, listener, &svc, change).await;
+    // The config, claims and Service do not depend on each other: apply them at once,
+    // then the Deployments that mount the config and claims.
+    let claims = try_join_all(
+        desired
+            .claims
+            .iter()
+            .map(|c| apply(client, &stores.claims, c)),
+    );
+    let config_map = apply(client, &stores.config_maps, &desired.config_map);
+    let service = apply(client, &stores.services, &desired.service);
+    let ((cm, cm_change), claims, (svc, svc_change)) =
+        futures::try_join!(config_map, claims, service)?;
+    let deployments = try_join_all(
+        desired
+            .deployments
+            .iter()
+            .map(|d| apply(client, &stores.deployments, d)),
+    )
+    .await?;
+    futures::join!(
+        record(recorder, listener, &cm, cm_change),
+        record(recorder, listener, &svc, svc_change),
+        join_all(
+            claims
+                .iter()
+                .map(|(c, change)| record(recorder, listener, c, *change))
+        ),
+        join_all(
+            deployments
+                .iter()
+                .map(|(d, change)| record(recorder, listener, d, *change))
+        ),
+    );
+    let deployments: Vec<Deployment> = deployments.into_iter().map(|(d, _)| d).collect();
     match &desired.pdb {
         Some(pdb) => {
             let (pdb, change) = apply(client, &stores.pdbs, pdb).await?;

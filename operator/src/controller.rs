@@ -46,6 +46,9 @@ use crate::{
 pub const RESYNC: Duration = Duration::from_secs(3600);
 /// How often a rollout in progress is looked at besides the watch events it causes.
 pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
+/// How long a trigger waits for more triggers of the same listener, so the burst of
+/// watch events a rollout causes becomes one reconcile.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
 /// First retry delay after an error; doubles per failure up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest retry delay after repeated errors.
@@ -215,7 +218,11 @@ pub async fn run(
         .owns_stream(svc_stream)
         .owns_stream(pdb_stream)
         .watches_stream(secret_stream, secret_to_listeners)
-        .with_config(controller::Config::default().concurrency(options.concurrency))
+        .with_config(
+            controller::Config::default()
+                .concurrency(options.concurrency)
+                .debounce(DEBOUNCE),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
