@@ -827,6 +827,24 @@ async fn chart_restricted_namespace_admits_operator_and_listener_pods() -> Resul
         .get(&fullname)
         .await
         .context("the namespace Role")?;
+    // Namespace mode grants nothing outside the watched namespace.
+    let user = format!("system:serviceaccount:{}:{fullname}", ns.name());
+    let here = Some(ns.name());
+    ensure_permissions(
+        &client,
+        &user,
+        &[
+            ("list", "postern.io", "esmtplisteners", here, true),
+            ("list", "postern.io", "esmtplisteners", None, false),
+            ("list", "", "secrets", here, true),
+            ("list", "", "secrets", None, false),
+            ("list", "", "secrets", Some("default"), false),
+            ("create", "apps", "deployments", here, true),
+            ("create", "apps", "deployments", Some("default"), false),
+            ("create", "coordination.k8s.io", "leases", here, true),
+        ],
+    )
+    .await?;
 
     // The chart's operator pod was admitted: the Deployment is available and its
     // ReplicaSet never failed to create a pod.
