@@ -127,9 +127,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         // A standby instance is healthy and ready; it just does not reconcile.
         ready.set(true);
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, %identity, "waiting for the leader lease");
-        let leadership = leader::acquire(client.clone(), &lease)
-            .await
-            .context("leader election failed")?;
+        let leadership = tokio::select! {
+            leadership = leader::acquire(client.clone(), &lease) => {
+                leadership.context("leader election failed")?
+            }
+            () = shutdown_signal() => return Ok(()),
+        };
         tracing::info!(%identity, "became the leader");
         Some(leadership)
     };
