@@ -201,6 +201,20 @@ async fn e2e_scale_one_to_three_to_one() -> Result<()> {
     })
     .await?;
 
+    // With whenScaled: Retain (the default) the scaled-down replica's spool stays.
+    apply_listener(&api, "kept", &format!("{MX}replicas: 2\n")).await?;
+    wait_ready(&api, "kept").await?;
+    apply_listener(&api, "kept", &format!("{MX}replicas: 1\n")).await?;
+    wait_condition(&api, "kept", READY, "True", 2).await?;
+    poll("kept-1 to go", TIMEOUT, || async {
+        Ok((names(&owned::<Deployment>(&ns, "kept").await?) == set(&["kept-0"])).then_some(()))
+    })
+    .await?;
+    ensure!(
+        names(&owned::<PersistentVolumeClaim>(&ns, "kept").await?)
+            == set(&["kept-spool-0", "kept-spool-1"])
+    );
+
     operator.stop().await;
     ns.cleanup().await
 }
