@@ -229,7 +229,10 @@ impl Connection {
 
     /// Frames the message data, then stores it and answers.
     async fn receive_data(&mut self) -> std::io::Result<Result<(), Stop>> {
-        let mut framer = DataFramer::new(self.shared.ctx.config.max_message_size);
+        let mut framer = DataFramer::with_size_hint(
+            self.shared.ctx.config.max_message_size,
+            self.session.size_hint(),
+        );
         let outcome = loop {
             let (used, outcome) = framer.feed(&self.rbuf);
             self.rbuf.advance(used);

@@ -3,7 +3,7 @@
 
 use postern_config::LogTarget;
 use tokio::{
-    io::{AsyncWrite, AsyncWriteExt},
+    io::{AsyncWrite, AsyncWriteExt, BufWriter},
     sync::mpsc,
     task::JoinHandle,
 };
@@ -39,7 +39,7 @@ impl RecordLog {
             ),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_lines(sink, rx));
+        let task = tokio::spawn(write_lines(BufWriter::new(sink), rx));
         Ok((Self { tx }, LogWriter { task }))
     }
 
@@ -60,8 +60,9 @@ impl LogWriter {
     }
 }
 
+/// Writes lines as they come; everything already queued goes out in one flush.
 async fn write_lines(
-    mut sink: Box<dyn AsyncWrite + Send + Unpin>,
+    mut sink: BufWriter<Box<dyn AsyncWrite + Send + Unpin>>,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     while let Some(line) = rx.recv().await {

@@ -188,6 +188,11 @@ impl Session {
         self.draining = true;
     }
 
+    /// The client's `SIZE=` estimate for the current transaction.
+    pub fn size_hint(&self) -> Option<u64> {
+        self.transaction.as_ref().and_then(|t| t.params.size)
+    }
+
     /// Whether a transaction (MAIL given) is under way.
     pub fn in_transaction(&self) -> bool {
         self.transaction.is_some()

@@ -7,6 +7,9 @@
 
 use super::MAX_LINE;
 
+/// The most a `SIZE=` hint may reserve before any data has arrived.
+const MAX_RESERVE: u64 = 64 * 1024 * 1024;
+
 /// How the data ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DataOutcome {
@@ -49,9 +52,16 @@ pub struct DataFramer {
 impl DataFramer {
     /// A framer that refuses messages over `max_size` octets.
     pub fn new(max_size: u64) -> Self {
+        Self::with_size_hint(max_size, None)
+    }
+
+    /// A framer that reserves room for the client's `SIZE=` estimate up front (at most
+    /// `max_size`), so a large message is not copied by repeated growth.
+    pub fn with_size_hint(max_size: u64, hint: Option<u64>) -> Self {
+        let reserve = hint.map_or(0, |h| h.min(max_size).min(MAX_RESERVE));
         Self {
             state: State::LineStart,
-            body: Vec::new(),
+            body: Vec::with_capacity(usize::try_from(reserve).unwrap_or(0)),
             line_len: 0,
             max_size: usize::try_from(max_size).unwrap_or(usize::MAX),
             too_big: false,
