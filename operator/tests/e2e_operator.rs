@@ -526,3 +526,103 @@ async fn e2e_a_spec_the_api_server_refuses_stalls_with_its_reason() -> Result<()
     operator.stop().await;
     ns.cleanup().await
 }
+
+/// Runs the e2e cluster's `kubectl` with `args` in `ns`, feeding `stdin`.
+fn kubectl(
+    cluster: &postern_e2e::Cluster,
+    ns: &str,
+    args: &[&str],
+    stdin: &str,
+) -> Result<std::process::Output> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(cluster.tool("kubectl"))
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .args(["-n", ns])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running kubectl")?;
+    child
+        .stdin
+        .take()
+        .context("kubectl stdin")?
+        .write_all(stdin.as_bytes())?;
+    Ok(child.wait_with_output()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_kubectl_apply_wait_and_get_as_the_docs_say() -> Result<()> {
+    let cluster = require_cluster!("e2e_kubectl_apply_wait_and_get_as_the_docs_say", Ok(()));
+    let (ns, operator) = setup(&cluster, "op-kubectl").await?;
+    let manifest = "
+apiVersion: postern.io/v1alpha1
+kind: EsmtpListener
+metadata:
+  name: mx
+spec:
+  listeners:
+    - listen: 0.0.0.0:25
+      hostname: mx.example.com
+      relayHosts: [10.0.0.0/8]
+      domains:
+        example.com: {relayTo: true}
+    - listen: 0.0.0.0:587
+      hostname: mx.example.com
+";
+    let out = kubectl(&cluster, ns.name(), &["apply", "-f", "-"], manifest)?;
+    ensure!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tokio::task::spawn_blocking({
+        let (cluster, ns) = (cluster.clone(), ns.name().to_string());
+        move || {
+            kubectl(
+                &cluster,
+                &ns,
+                &[
+                    "wait",
+                    "--for=condition=Ready",
+                    "esmtplistener/mx",
+                    "--timeout=90s",
+                ],
+                "",
+            )
+        }
+    })
+    .await??;
+    ensure!(
+        out.status.success(),
+        "kubectl wait: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(&cluster, ns.name(), &["get", "esmtp"], "")?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut lines = table.lines();
+    let header: Vec<_> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure!(
+        header == ["NAME", "READY", "REPLICAS", "LISTEN", "AGE"],
+        "{table}"
+    );
+    let row: Vec<_> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure!(
+        row.get(..4) == Some(&["mx", "True", "1", "25,587"][..]),
+        "{table}"
+    );
+
+    operator.stop().await;
+    ns.cleanup().await
+}
