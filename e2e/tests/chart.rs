@@ -33,6 +33,7 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{Mutex, PoisonError},
     time::Duration,
 };
 
@@ -114,6 +115,21 @@ impl Tools {
 
     fn helm(&self, args: &[&str]) -> Result<String> {
         run(&self.helm, args, &self.kubeconfig)
+    }
+
+    /// `helm install`, one at a time in this process: on a fresh cluster two installs
+    /// would both try to create the shared CRD (`--take-ownership` adopts an existing
+    /// object, it cannot settle a race to create one). Retried once when another
+    /// process created the CRD in between.
+    fn helm_install(&self, args: &[&str]) -> Result<String> {
+        static INSTALLS: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = INSTALLS.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = vec!["install"];
+        all.extend_from_slice(args);
+        match self.helm(&all) {
+            Err(e) if e.to_string().contains("already exists") => self.helm(&all),
+            result => result,
+        }
     }
 
     fn kubectl(&self, args: &[&str]) -> Result<String> {
@@ -500,8 +516,7 @@ async fn chart_install_reconcile_upgrade_uninstall() -> Result<()> {
     let chart = chart.to_str().context("chart path")?;
 
     // Install with the default values: ClusterRole, the CRD.
-    let notes = tools.helm(&[
-        "install",
+    let notes = tools.helm_install(&[
         &release,
         chart,
         "-n",
@@ -804,8 +819,7 @@ async fn chart_restricted_namespace_admits_operator_and_listener_pods() -> Resul
 
     // Namespace-scoped mode; the CRD may be installed by another release already.
     let chart = chart();
-    let notes = tools.helm(&[
-        "install",
+    let notes = tools.helm_install(&[
         &release,
         chart.to_str().context("chart path")?,
         "-n",
