@@ -396,6 +396,8 @@ async fn store(spool: &Spool, delivery: &mut Delivery) -> Result<(), String> {
     if delivery.deferred {
         spool
             .store_deferred(envelope, data)
+            .await
+            .map(drop)
             .map_err(|e| e.to_string())
     } else {
         spool.store(envelope, data).await.map_err(|e| e.to_string())

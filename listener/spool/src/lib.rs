@@ -39,4 +39,4 @@ pub use id::MessageId;
 pub use metrics::SpoolMetrics;
 pub use reader::{list, show};
 pub use recovery::RecoveryReport;
-pub use spool::{Spool, SpoolOptions};
+pub use spool::{Deferral, Spool, SpoolOptions};

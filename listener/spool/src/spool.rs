@@ -28,6 +28,9 @@ pub struct SpoolOptions {
     pub group_commit: bool,
     /// Stores queued for the writer before `store` waits for room.
     pub queue_capacity: usize,
+    /// Message bytes `deferredSpool` may hold in memory; past this,
+    /// [`Spool::store_deferred`] writes durably instead, so memory stays bounded.
+    pub max_deferred_bytes: u64,
 }
 
 impl Default for SpoolOptions {
@@ -38,6 +41,7 @@ impl Default for SpoolOptions {
             max_batch_bytes: 32 << 20,
             group_commit: true,
             queue_capacity: 4096,
+            max_deferred_bytes: 256 << 20,
         }
     }
 }
@@ -46,7 +50,17 @@ impl Default for SpoolOptions {
 #[derive(Default)]
 struct Deferred {
     closed: bool,
+    bytes: u64,
     messages: BTreeMap<MessageId, (Envelope, Vec<u8>)>,
+}
+
+/// Where [`Spool::store_deferred`] put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// Held in memory, not yet on disk.
+    Held,
+    /// The memory budget was used up: written and fsynced like [`Spool::store`].
+    Written,
 }
 
 /// State shared by the handles and the writer thread.
@@ -100,6 +114,7 @@ impl Shared {
 struct Inner {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Request>,
+    max_deferred_bytes: u64,
 }
 
 /// The durable spool. Cheap to clone; all clones are one spool.
@@ -151,7 +166,11 @@ impl Spool {
             corrupt_moved = report.corrupt_moved.len(),
             "spool recovered"
         );
-        let inner = Arc::new(Inner { shared, tx });
+        let inner = Arc::new(Inner {
+            shared,
+            tx,
+            max_deferred_bytes: opts.max_deferred_bytes,
+        });
         Ok((Spool { inner }, report))
     }
 
@@ -172,8 +191,13 @@ impl Spool {
 
     /// `deferredSpool`: keeps the message in memory only and returns at once,
     /// without a disk write. [`Spool::close`] writes it durably; a crash
-    /// loses it. Fails only once the spool is closing.
-    pub fn store_deferred(&self, mut envelope: Envelope, data: Vec<u8>) -> Result<(), SpoolError> {
+    /// loses it. Once `max_deferred_bytes` are held, messages are written
+    /// durably instead (as [`Spool::store`]). Fails once the spool is closing.
+    pub async fn store_deferred(
+        &self,
+        mut envelope: Envelope,
+        data: Vec<u8>,
+    ) -> Result<Deferral, SpoolError> {
         envelope.size = data.len() as u64;
         envelope.to_json()?;
         {
@@ -181,10 +205,15 @@ impl Spool {
             if deferred.closed {
                 return Err(SpoolError::Closed);
             }
-            deferred.messages.insert(envelope.id, (envelope, data));
+            if deferred.bytes + envelope.size <= self.inner.max_deferred_bytes {
+                deferred.bytes += envelope.size;
+                deferred.messages.insert(envelope.id, (envelope, data));
+                drop(deferred);
+                self.inner.shared.refresh_depth();
+                return Ok(Deferral::Held);
+            }
         }
-        self.inner.shared.refresh_depth();
-        Ok(())
+        self.store(envelope, data).await.map(|()| Deferral::Written)
     }
 
     /// Graceful shutdown: writes the deferred messages durably, then writes
@@ -195,6 +224,7 @@ impl Spool {
         let held = {
             let mut deferred = lock(&self.inner.shared.deferred);
             deferred.closed = true;
+            deferred.bytes = 0;
             std::mem::take(&mut deferred.messages)
         };
         let result = self.store_all(held.into_values()).await;

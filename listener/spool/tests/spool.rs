@@ -5,7 +5,9 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use postern_spool::{Envelope, MessageId, RecoveryReport, Spool, SpoolError, SpoolOptions};
+use postern_spool::{
+    Deferral, Envelope, MessageId, RecoveryReport, Spool, SpoolError, SpoolOptions,
+};
 
 fn envelope(sender: &str) -> Envelope {
     let mut envelope = Envelope::new(
@@ -381,7 +383,10 @@ async fn deferred_messages_are_written_by_close() {
     for data in [b"deferred one".to_vec(), b"deferred two".to_vec()] {
         let envelope = envelope("a@example.com");
         ids.push(envelope.id);
-        spool.store_deferred(envelope, data).unwrap();
+        assert_eq!(
+            spool.store_deferred(envelope, data).await.unwrap(),
+            Deferral::Held
+        );
     }
     assert_eq!(spool.depth(), 2);
     assert!(
@@ -397,7 +402,9 @@ async fn deferred_messages_are_written_by_close() {
         postern_spool::show(dir.path(), &ids[1]).unwrap(),
         b"deferred two"
     );
-    let refused = later.store_deferred(envelope("late@example.com"), b"late".to_vec());
+    let refused = later
+        .store_deferred(envelope("late@example.com"), b"late".to_vec())
+        .await;
     assert!(matches!(refused, Err(SpoolError::Closed)));
     let refused = later
         .store(envelope("late@example.com"), b"late".to_vec())
@@ -434,4 +441,39 @@ async fn a_failed_write_fails_every_waiter_of_the_batch() {
     spool.store(envelope.clone(), b"ok".to_vec()).await.unwrap();
     spool.close().await.unwrap();
     assert_eq!(listed_ids(dir.path()), [envelope.id]);
+}
+
+#[tokio::test]
+async fn deferred_memory_is_bounded_and_overflow_is_written_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SpoolOptions {
+        max_deferred_bytes: 10,
+        ..SpoolOptions::default()
+    };
+    let (spool, _) = Spool::open(dir.path(), opts).unwrap();
+    let held = envelope("a@example.com");
+    let overflow = envelope("b@example.com");
+    let overflow_id = overflow.id;
+    assert_eq!(
+        spool
+            .store_deferred(held, b"12345678".to_vec())
+            .await
+            .unwrap(),
+        Deferral::Held
+    );
+    assert_eq!(
+        spool
+            .store_deferred(overflow, b"12345".to_vec())
+            .await
+            .unwrap(),
+        Deferral::Written
+    );
+    assert_eq!(
+        listed_ids(dir.path()),
+        [overflow_id],
+        "only the overflow is on disk"
+    );
+    assert_eq!(spool.depth(), 2);
+    spool.close().await.unwrap();
+    assert_eq!(listed(dir.path()).len(), 2);
 }
