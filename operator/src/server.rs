@@ -1,7 +1,6 @@
 //! The operator's HTTP endpoint: `/metrics` (Prometheus text), `/livez` and `/readyz`.
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc,
@@ -9,12 +8,13 @@ use std::{
     },
 };
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{
-    Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn,
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
 };
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -36,34 +36,35 @@ impl Readiness {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a static response is valid")
+/// The routes: `/metrics`, `/livez`, `/readyz`; anything else is 404.
+pub fn router(metrics: Metrics, ready: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state((metrics, ready))
 }
 
-/// The response to one request.
-pub fn route(path: &str, metrics: &Metrics, ready: &Readiness) -> Response<Full<Bytes>> {
-    match path {
-        "/metrics" => respond(
-            StatusCode::OK,
+async fn metrics_text(State((metrics, _)): State<(Metrics, Readiness)>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
-        "/livez" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if ready.get() => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready\n".into(),
-        ),
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State((_, ready)): State<(Metrics, Readiness)>) -> Response {
+    if ready.get() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
 }
 
-/// Binds `addr` and serves until the task is dropped; returns the bound address.
+/// Binds `addr` and serves in the background; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Metrics,
@@ -72,23 +73,8 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (metrics, ready) = (metrics.clone(), ready.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let response = route(req.uri().path(), &metrics, &ready);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "admin connection ended");
-                }
-            });
+        if let Err(e) = axum::serve(listener, router(metrics, ready)).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     });
     Ok(local)
@@ -98,17 +84,31 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    #[test]
-    fn readyz_follows_readiness_and_livez_is_always_ok() {
-        let (m, r) = (Metrics::new(), Readiness::default());
-        assert_eq!(route("/livez", &m, &r).status(), StatusCode::OK);
-        assert_eq!(
-            route("/readyz", &m, &r).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        r.set(true);
-        assert_eq!(route("/readyz", &m, &r).status(), StatusCode::OK);
-        assert_eq!(route("/metrics", &m, &r).status(), StatusCode::OK);
-        assert_eq!(route("/nope", &m, &r).status(), StatusCode::NOT_FOUND);
+    async fn get_status(addr: SocketAddr, path: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response[9..12].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness_and_livez_is_always_ok() {
+        let ready = Readiness::default();
+        let addr = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Metrics::new(),
+            ready.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(get_status(addr, "/livez").await, 200);
+        assert_eq!(get_status(addr, "/readyz").await, 503);
+        ready.set(true);
+        assert_eq!(get_status(addr, "/readyz").await, 200);
+        assert_eq!(get_status(addr, "/metrics").await, 200);
+        assert_eq!(get_status(addr, "/nope").await, 404);
     }
 }
