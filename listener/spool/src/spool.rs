@@ -185,7 +185,9 @@ impl Spool {
         if self.inner.shared.is_closed() {
             return Err(SpoolError::Closed);
         }
-        let done = self.submit(envelope, &data).await?;
+        // The encoded record holds its own copy: the caller's buffer is freed now,
+        // not after the fsync, so a large message is not held twice while it waits.
+        let done = self.submit(envelope, data).await?;
         done.await.unwrap_or(Err(SpoolError::Closed))
     }
 
@@ -268,13 +270,14 @@ impl Spool {
     async fn submit(
         &self,
         mut envelope: Envelope,
-        data: &[u8],
+        data: Vec<u8>,
     ) -> Result<oneshot::Receiver<Result<(), SpoolError>>, SpoolError> {
         envelope.size = data.len() as u64;
         let id = envelope.id;
         let json = envelope.to_json()?;
-        let record = record::encode(id, &json, data)
+        let record = record::encode(id, &json, &data)
             .map_err(|reason| SpoolError::InvalidEnvelope { id, reason })?;
+        drop(data);
         let (done, receiver) = oneshot::channel();
         let request = Request::Store(StoreRequest { id, record, done });
         self.inner
@@ -295,7 +298,7 @@ impl Spool {
         let mut first_error = None;
         for (envelope, data) in messages {
             let id = envelope.id;
-            match self.submit(envelope, &data).await {
+            match self.submit(envelope, data).await {
                 Ok(done) => waiting.push((id, done)),
                 Err(error) => first_error = first_error.or(Some(log_lost(id, error))),
             }
