@@ -7,6 +7,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::records::recipient_value;
+
 /// The marker key and value that identify a supplemental trace payload.
 pub const MARKER_KEY: &str = "_@_";
 /// The marker's value: the three characters `\_/`.
@@ -77,11 +79,7 @@ pub fn supplemental_header(
 ) -> String {
     let mut payload = Map::new();
     payload.insert(MARKER_KEY.into(), MARKER_VALUE.into());
-    let recipient = match recipients {
-        [one] => Value::from(one.as_str()),
-        many => Value::from(many.to_vec()),
-    };
-    payload.insert("recipient".into(), recipient);
+    payload.insert("recipient".into(), recipient_value(recipients));
     for name in include_meta_names {
         payload.insert(name.clone(), meta.get(name).cloned().unwrap_or(Value::Null));
     }
