@@ -11,8 +11,11 @@ use crate::{
     records::{LogRecord, PeerAddress, RecordType, Response, recipient_value},
     relay::Decision,
     session::{Delivery, TlsInfo},
-    smtp::{address::Mailbox, reply::Reply},
-    trace::{ReceivedInfo, received_header, supplemental_header},
+    smtp::{
+        address::Mailbox,
+        reply::{Enhanced, Reply},
+    },
+    trace::{ReceivedInfo, received_header, reception_protocol, supplemental_header},
 };
 
 /// A received message and its session facts.
@@ -199,14 +202,6 @@ fn with_trace_headers(r: &Received<'_>, relayed: &[String], meta: &Map<String, V
     data
 }
 
-fn protocol(helo_esmtp: bool, tls: bool) -> &'static str {
-    match (helo_esmtp, tls) {
-        (true, true) => "ESMTPS",
-        (true, false) => "ESMTP",
-        (false, _) => "SMTP",
-    }
-}
-
 /// The message metadata: the listener's static `meta`, then the connection facts.
 fn message_meta(r: &Received<'_>) -> Map<String, Value> {
     let mut meta: Map<String, Value> = r
@@ -225,7 +220,7 @@ fn message_meta(r: &Received<'_>) -> Map<String, Value> {
     );
     meta.insert(
         "reception_protocol".into(),
-        protocol(r.helo.is_none_or(|(_, e)| e), r.tls.is_some()).into(),
+        reception_protocol(r.helo.is_none_or(|(_, e)| e), r.tls.is_some()).into(),
     );
     if let Some(tls) = r.tls {
         meta.insert("tls_protocol_version".into(), tls.protocol.clone().into());
@@ -291,7 +286,7 @@ fn oob_record(
     record.recipient = Value::from(oob.recipient.as_str());
     record.response = Response {
         code: oob.code,
-        enhanced_code: parse_status(&oob.status),
+        enhanced_code: Enhanced::parse(&oob.status),
         content: oob.content.clone(),
         command: None,
     };
@@ -308,21 +303,6 @@ fn oob_record(
     }
     record.oob = serde_json::to_value(&oob).ok();
     record
-}
-
-fn parse_status(status: &str) -> Option<crate::smtp::reply::Enhanced> {
-    let mut parts = status.trim().split('.');
-    let class = parts.next()?.parse().ok()?;
-    let subject = parts.next()?.parse().ok()?;
-    let detail = parts.next()?.parse().ok()?;
-    parts
-        .next()
-        .is_none()
-        .then_some(crate::smtp::reply::Enhanced {
-            class,
-            subject,
-            detail,
-        })
 }
 
 /// A record with the session facts filled in and the message fields empty.
@@ -346,7 +326,7 @@ pub fn base_record(
         peer_address,
         timestamp: Utc::now(),
         num_attempts: 0,
-        reception_protocol: protocol(esmtp, tls.is_some()).into(),
+        reception_protocol: reception_protocol(esmtp, tls.is_some()).into(),
         source_address: local.to_string(),
         tls_protocol_version: tls.map(|t| t.protocol.clone()),
         tls_cipher: tls.map(|t| t.cipher.clone()),

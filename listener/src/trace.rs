@@ -46,11 +46,7 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
             None => format!("[IPv6:{v6}]"),
         },
     };
-    let protocol = match (info.esmtp, info.tls) {
-        (true, Some(_)) => "ESMTPS",
-        (true, None) => "ESMTP",
-        (false, _) => "SMTP",
-    };
+    let protocol = reception_protocol(info.esmtp, info.tls.is_some());
     let tls = info
         .tls
         .map(|(version, cipher)| format!(" ({version}:{cipher})"))
@@ -66,6 +62,16 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
         id = info.id,
         date = info.date.to_rfc2822(),
     )
+}
+
+/// The RFC 3848 `with` protocol: `ESMTPS` after EHLO over TLS, `ESMTP` after EHLO,
+/// `SMTP` after HELO.
+pub fn reception_protocol(esmtp: bool, tls: bool) -> &'static str {
+    match (esmtp, tls) {
+        (true, true) => "ESMTPS",
+        (true, false) => "ESMTP",
+        (false, _) => "SMTP",
+    }
 }
 
 /// The supplemental header: standard padded base64 of compact JSON with sorted keys,

@@ -15,6 +15,22 @@ pub struct Enhanced {
     pub detail: u16,
 }
 
+impl Enhanced {
+    /// Parses `x.y.z` (surrounding whitespace allowed), as written in replies and in
+    /// the `Status` field of bounce reports.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().split('.');
+        let class = parts.next()?.parse().ok()?;
+        let subject = parts.next()?.parse().ok()?;
+        let detail = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Self {
+            class,
+            subject,
+            detail,
+        })
+    }
+}
+
 impl fmt::Display for Enhanced {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
@@ -87,19 +103,7 @@ impl Reply {
 }
 
 fn parse_enhanced(code: &str) -> Enhanced {
-    let mut parts = code
-        .split('.')
-        .map(|p| p.parse::<u16>().expect("enhanced codes are literals"));
-    let (Some(class), Some(subject), Some(detail), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        panic!("enhanced code literal '{code}' is not x.y.z");
-    };
-    Enhanced {
-        class: u8::try_from(class).expect("class is one digit"),
-        subject,
-        detail,
-    }
+    Enhanced::parse(code).unwrap_or_else(|| panic!("enhanced code literal '{code}' is not x.y.z"))
 }
 
 #[cfg(test)]
@@ -120,6 +124,17 @@ mod tests {
             ehlo.to_wire(),
             b"250-mx Hello\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
         );
+    }
+
+    #[test]
+    fn enhanced_codes_parse_only_as_three_numbers() {
+        assert_eq!(
+            Enhanced::parse(" 5.1.1 ").map(|e| e.to_string()).as_deref(),
+            Some("5.1.1")
+        );
+        for bad in ["5.1", "5.1.1.1", "x.1.1", ""] {
+            assert_eq!(Enhanced::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]
