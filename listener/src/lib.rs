@@ -16,5 +16,7 @@ pub mod records;
 pub mod relay;
 pub mod server;
 pub mod session;
-pub mod smtp;
 pub mod trace;
+
+/// The SMTP wire protocol, from the [`postern_smtp`] crate.
+pub use postern_smtp as smtp;

@@ -2,7 +2,7 @@
 //! [`DataFramer::feed`] in socket-sized chunks), the command parser
 //! ([`parse_command`]) and the command-line splitter ([`split_line`]).
 //!
-//! `cargo bench -p postern-listener --bench protocol`. divan reports bytes/s for
+//! `cargo bench -p postern-smtp --bench protocol`. divan reports bytes/s for
 //! the framer and the splitter and items/s (lines/s) for the parser, and, with its
 //! allocation profiler, the allocations and bytes allocated per call.
 //!
@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use divan::{Bencher, counter::BytesCount, counter::ItemsCount};
-use postern_listener::smtp::{
+use postern_smtp::{
     MAX_LINE,
     command::parse_command,
     data::{DataFramer, DataOutcome, frame},
