@@ -1,15 +1,29 @@
-//! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`.
+//! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`, with its own
+//! connection limit and a deadline per connection, so that neither SMTP clients nor
+//! admin clients can keep a liveness probe from being answered.
 
-use std::sync::{
-    Arc, PoisonError, RwLock,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use axum::{
     Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
 };
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Sleep,
+};
 use tokio_util::sync::CancellationToken;
 
 /// What the endpoint reads.
@@ -17,13 +31,25 @@ use tokio_util::sync::CancellationToken;
 pub struct AdminState {
     /// Ready to take mail: the spool is recovered, listeners are bound, no shutdown.
     pub ready: Arc<AtomicBool>,
+    /// The record log can be written (false while writes fail and are retried).
+    pub log_healthy: Arc<AtomicBool>,
     /// The metrics registry (the spool's metrics join it once the spool is open).
     pub registry: Arc<RwLock<Registry>>,
+}
+
+/// The admin endpoint's own limits.
+#[derive(Clone, Copy, Debug)]
+pub struct AdminLimits {
+    /// Connections served at once; more are closed at once.
+    pub max_connections: u32,
+    /// Each connection is closed this long after it was accepted.
+    pub timeout: Duration,
 }
 
 /// Serves the admin endpoint on `listener` until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
+    limits: AdminLimits,
     state: AdminState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
@@ -32,16 +58,121 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
+    let listener = LimitedListener {
+        inner: listener,
+        slots: Arc::new(Semaphore::new(limits.max_connections as usize)),
+        timeout: limits.timeout,
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::SeqCst) {
+    if !state.log_healthy.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the record log cannot be written\n",
+        )
+    } else if state.ready.load(Ordering::SeqCst) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Accepts admin connections up to the limit; each is closed at its deadline.
+struct LimitedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Deadlined;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let io = Deadlined {
+                            stream,
+                            deadline: Box::pin(tokio::time::sleep(self.timeout)),
+                            _permit: permit,
+                        };
+                        return (io, addr);
+                    }
+                    Err(_) => drop(stream),
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An admin connection that fails every read and write once its deadline passed.
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deadlined {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "admin connection deadline")
+}
+
+impl AsyncRead for Deadlined {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Deadlined {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        Pin::new(&mut this.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 

@@ -6,6 +6,8 @@
 //! and log records; [`server`] starts and stops the whole process.
 
 pub mod admin;
+pub mod admission;
+pub mod budget;
 pub mod cli;
 pub mod connection;
 pub mod context;
@@ -13,6 +15,7 @@ pub mod log;
 pub mod metrics;
 pub mod received;
 pub mod records;
+pub mod rejection_limit;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -347,5 +347,7 @@ pub fn base_record(
         feedback_report: None,
         oob: None,
         report_parse_error: None,
+        rejections_suppressed: None,
+        suppressed: false,
     }
 }
