@@ -8,6 +8,7 @@
 mod duration;
 mod error;
 mod file;
+mod invariants;
 mod key_source;
 mod listener;
 mod net;
@@ -19,6 +20,7 @@ pub use file::{
     AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS,
     DEFAULT_MAX_DATA_IN_FLIGHT, DEFAULT_SPOOL_PATH, LogTarget, SpoolConfig,
 };
+pub use invariants::check_loader_input;
 pub use key_source::{
     DEFAULT_VAULT_AUTH_MOUNT, DEFAULT_VAULT_KEY, KeySource, KeySourceFields, SecretKeyRef,
     SecretSource, VaultAuth, VaultSource,

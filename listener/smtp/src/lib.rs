@@ -6,6 +6,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod invariants;
 pub mod line;
 pub mod reply;
 
