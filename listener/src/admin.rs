@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`, with its own
+//! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`, on a thread and runtime
+//! of its own (SMTP sessions busy on every worker cannot starve it), with its own
 //! connection limit and a deadline per connection, so that neither SMTP clients nor
 //! admin clients can keep a liveness probe from being answered.
 
@@ -44,6 +45,31 @@ pub struct AdminLimits {
     pub max_connections: u32,
     /// Each connection is closed this long after it was accepted.
     pub timeout: Duration,
+}
+
+/// Starts the endpoint on its own thread with a single-threaded runtime; the receiver
+/// resolves when it has stopped (after `stop` is cancelled).
+pub fn spawn(
+    listener: std::net::TcpListener,
+    limits: AdminLimits,
+    state: AdminState,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("postern-admin".into())
+        .spawn(move || {
+            let result = runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener)?;
+                serve(listener, limits, state, stop).await
+            });
+            let _ = done.send(result);
+        })?;
+    Ok(stopped)
 }
 
 /// Serves the admin endpoint on `listener` until `stop` is cancelled.

@@ -52,7 +52,7 @@ pub struct Running {
     stop_admin: CancellationToken,
     sessions: TaskTracker,
     accept_loops: TaskTracker,
-    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    admin_task: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
     spool: Spool,
     log: Option<RecordLog>,
     log_writer: LogWriter,
@@ -81,8 +81,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let ready = Arc::new(AtomicBool::new(false));
     let log_healthy = Arc::new(AtomicBool::new(true));
     let registry = Arc::new(RwLock::new(registry));
-    let admin_listener = TcpListener::bind(config.admin.listen.socket_addr())
-        .await
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen.socket_addr())
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let stop_admin = CancellationToken::new();
@@ -95,12 +94,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_connections: config.admin.max_connections,
         timeout: config.admin.timeout.get(),
     };
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        limits,
-        state,
-        stop_admin.clone(),
-    ));
+    let admin_task = admin::spawn(admin_listener, limits, state, stop_admin.clone())
+        .context("starting the admin endpoint")?;
 
     let spool_dir = config.spool.path.clone();
     let (spool, recovery) =
