@@ -285,7 +285,7 @@ async fn shutdown_is_bounded_by_the_grace_period_whatever_clients_do() {
     let work = Workdir::new();
     let setup = work.config(
         "bounded",
-        &["clientTimeout: 1m", "tlsHandshakeTimeout: 1m"],
+        &["clientTimeout: 1m"],
         &["shutdownGracePeriod: 2s"],
     );
     let mut process = Process::start(&work, &setup, "bounded").await;

@@ -92,8 +92,17 @@ async fn a_flood_of_garbage_commands_gives_a_small_log() {
         "every refusal is counted"
     );
     let suppressed = metric(&text, "postern_rejection_records_suppressed_total").unwrap();
+    // The writer task may still hold the last records: wait until every refusal is
+    // either in the log or counted as suppressed.
+    let start = Instant::now();
+    let records = loop {
+        let records = setup.records();
+        if records.len() as f64 + suppressed >= commands as f64 || start.elapsed() > WAIT {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let log_bytes = std::fs::metadata(&setup.records).map_or(0, |m| m.len());
-    let records = setup.records();
     println!(
         "{commands} garbage commands (3.8 MB): {} records, {log_bytes} log bytes, {suppressed} suppressed, RSS peak {} KiB",
         records.len(),
