@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postern_outbound::{NextHop, OutboundConnection, OutboundError, Phase, Stage, TlsClients, TlsMode};
+use postern_outbound::{
+    NextHop, OutboundConnection, OutboundError, Phase, Stage, TlsClients, TlsMode,
+};
 use support::{WAIT, envelope, options, require_tool};
 
 const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
@@ -56,7 +58,10 @@ impl Sink {
             .expect("start smtp-sink");
         let deadline = Instant::now() + WAIT;
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start listening");
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start listening"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Self { child, addr, dumps }
@@ -95,9 +100,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 async fn connect(sink: &Sink) -> OutboundConnection {
     let tls = TlsClients::system_roots().expect("system roots");
-    OutboundConnection::connect(&sink.hop(), &options(sink.addr.port(), TlsMode::Opportunistic), &tls)
-        .await
-        .expect("a connection to smtp-sink")
+    OutboundConnection::connect(
+        &sink.hop(),
+        &options(sink.addr.port(), TlsMode::Opportunistic),
+        &tls,
+    )
+    .await
+    .expect("a connection to smtp-sink")
 }
 
 #[tokio::test]
@@ -138,7 +147,10 @@ async fn several_messages_over_one_connection_all_arrive() {
             "message {n} missing"
         );
     }
-    assert!(messages.iter().all(|m| contains(m, b"\n.leading dot")), "dot-stuffing undone");
+    assert!(
+        messages.iter().all(|m| contains(m, b"\n.leading dot")),
+        "dot-stuffing undone"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +161,10 @@ async fn soft_rejected_recipients_and_a_421_are_per_recipient_outcomes() {
     let soft = Sink::start(&binary, &["-r", "rcpt", "-b", "451 4.7.1 greylisted"]);
     let mut connection = connect(&soft).await;
     let outcome = connection
-        .send(&envelope("a@relay.test", &["b@sink.test", "c@sink.test"]), b"x\r\n")
+        .send(
+            &envelope("a@relay.test", &["b@sink.test", "c@sink.test"]),
+            b"x\r\n",
+        )
         .await
         .expect("an outcome");
     for r in &outcome.recipients {
@@ -181,7 +196,13 @@ async fn a_disconnect_after_the_final_dot_is_a_drop_in_data_dot() {
         .await
         .expect_err("smtp-sink hangs up after the dot");
     assert!(
-        matches!(error, OutboundError::Dropped { phase: Phase::DataDot, .. }),
+        matches!(
+            error,
+            OutboundError::Dropped {
+                phase: Phase::DataDot,
+                ..
+            }
+        ),
         "{error:?}"
     );
 }

@@ -27,11 +27,14 @@ async fn starttls_peer(pki: &TestPki) -> Peer {
 }
 
 async fn implicit_peer(pki: &TestPki) -> Peer {
-    Peer::start_tls(Some(pki.server_config()), |mut session: Session| async move {
-        if session.tls().await {
-            session.serve(|line| usual(line, EHLO_FULL)).await;
-        }
-    })
+    Peer::start_tls(
+        Some(pki.server_config()),
+        |mut session: Session| async move {
+            if session.tls().await {
+                session.serve(|line| usual(line, EHLO_FULL)).await;
+            }
+        },
+    )
     .await
 }
 
@@ -52,7 +55,10 @@ async fn starttls_verified_against_the_configured_ca() {
     assert!(outcome.recipients[0].is_delivered());
     connection.quit().await;
     let log = &peer.log()[0];
-    assert_eq!(&log[..4], ["EHLO relay.test", "STARTTLS", "<tls>", "EHLO relay.test"]);
+    assert_eq!(
+        &log[..4],
+        ["EHLO relay.test", "STARTTLS", "<tls>", "EHLO relay.test"]
+    );
 }
 
 #[tokio::test]
