@@ -716,3 +716,63 @@ fn replies_that_cannot_answer_the_command_are_protocol_errors() {
         Err(ClientError::Unexpected { .. })
     ));
 }
+
+#[test]
+fn any_sequence_of_replies_ends_in_a_step_or_an_error_never_a_panic() {
+    const POOL: &[&str] = &[
+        "220 hi\r\n",
+        "221 bye\r\n",
+        "235 ok\r\n",
+        "250 ok\r\n",
+        "250-x\r\n250-PIPELINING\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250 AUTH PLAIN LOGIN\r\n",
+        "334 next\r\n",
+        "354 go\r\n",
+        "421 4.3.2 closing\r\n",
+        "451 4.3.0 later\r\n",
+        "500 5.5.1 what\r\n",
+        "550 5.1.1 no\r\n",
+    ];
+    // A fixed linear congruential generator: the same 20 000 conversations every run.
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    let env = envelope("a@x.test", &["b@y.test", "c@y.test", "d@y.test"]);
+    let mut finished = 0;
+    for _ in 0..20_000 {
+        let mut client = Client::new(ClientConfig {
+            starttls: [StartTls::Never, StartTls::Opportunistic, StartTls::Required][next() % 3],
+            credentials: (next() % 2 == 0).then(|| Credentials::new("u", "p")),
+            implicit_tls: next() % 2 == 0,
+            ..config()
+        });
+        for _ in 0..30 {
+            if client.is_ready() {
+                match client.start_message(&env, b"x\r\n") {
+                    Ok(Step::Done(outcome)) => assert_eq!(outcome.recipients.len(), 3),
+                    Ok(_) => {}
+                    Err(e) => panic!("a ready client refused a message: {e}"),
+                }
+                continue;
+            }
+            match client.on_reply(reply(POOL[next() % POOL.len()])) {
+                Ok(Step::Done(outcome)) => {
+                    assert_eq!(outcome.recipients.len(), 3);
+                    finished += 1;
+                }
+                Ok(Step::StartTls) => {
+                    client.tls_established();
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    assert!(
+        finished > 50,
+        "few random conversations reached an outcome: {finished}"
+    );
+}
