@@ -190,3 +190,34 @@ async fn mail_reaches_the_mx_host_the_dns_names() {
     assert!(outcome.recipients[0].is_delivered());
     connection.quit().await;
 }
+
+#[tokio::test]
+async fn an_ipv6_only_mx_host_is_reached_over_ipv6() {
+    let peer = Peer::start_on("[::1]:0", None, |session| {
+        session.serve(|line| usual(line, EHLO_FULL))
+    })
+    .await;
+    let server = DnsServer::start(vec![
+        ("six.test", mx(&[(10, "mx.six.test")])),
+        ("mx.six.test", addresses(&["::1"])),
+    ])
+    .await;
+    let hops = resolver(&server)
+        .mx_hosts("six.test")
+        .await
+        .expect("MX hosts");
+    assert_eq!(hops[0].addresses, ips(&["::1"]));
+    let tls = TlsClients::system_roots().expect("system roots");
+    let mut connection =
+        OutboundConnection::connect(&hops, &options(peer.addr.port(), TlsMode::None), &tls)
+            .await
+            .expect("a connection over IPv6");
+    assert_eq!(connection.peer_address(), peer.addr);
+    assert!(connection.peer_address().is_ipv6());
+    let outcome = connection
+        .send(&envelope("a@relay.test", &["b@six.test"]), b"hi\r\n")
+        .await
+        .expect("a transaction");
+    assert!(outcome.recipients[0].is_delivered());
+    connection.quit().await;
+}

@@ -1,6 +1,7 @@
 //! AUTH toward a smarthost that really checks credentials: aiosmtpd with an
 //! authenticator (PyPI, in the venv `~/.cache/postern-venv`, or `$POSTERN_PYTHON`),
-//! over STARTTLS and implicit TLS, credentials read from files like a mounted Secret.
+//! over STARTTLS and implicit TLS, PLAIN and LOGIN, credentials read from files like a
+//! mounted Secret.
 
 mod support;
 
@@ -32,6 +33,7 @@ struct Smarthost {
     child: Child,
     starttls: SocketAddr,
     implicit: SocketAddr,
+    login_only: SocketAddr,
     lines: Arc<Mutex<Vec<String>>>,
     pki: TestPki,
 }
@@ -96,6 +98,7 @@ impl Smarthost {
             child,
             starttls: SocketAddr::from(([127, 0, 0, 1], ports[0])),
             implicit: SocketAddr::from(([127, 0, 0, 1], ports[1])),
+            login_only: SocketAddr::from(([127, 0, 0, 1], ports[2])),
             lines,
             pki,
         })
@@ -165,7 +168,7 @@ fn credentials_from_files(dir: &std::path::Path) -> Credentials {
 }
 
 #[tokio::test]
-async fn auth_over_starttls_and_over_implicit_tls() {
+async fn auth_plain_and_login_over_starttls_and_implicit_tls() {
     let Some(smarthost) = Smarthost::start() else {
         return;
     };
@@ -189,7 +192,22 @@ async fn auth_over_starttls_and_over_implicit_tls() {
         assert!(outcome.recipients[0].is_delivered(), "{mode}: {outcome:?}");
         connection.quit().await;
     }
+    let mut login = smarthost
+        .connect(smarthost.login_only, TlsMode::Implicit, Some(credentials))
+        .await
+        .expect("AUTH LOGIN");
+    assert!(!login.capabilities().auth_plain && login.capabilities().auth_login);
+    let outcome = login
+        .send(
+            &envelope("app@relay.test", &["user@example.test"]),
+            b"hi\r\n",
+        )
+        .await
+        .expect("a transaction");
+    assert!(outcome.recipients[0].is_delivered());
+    login.quit().await;
     smarthost.wait_for("AUTH PLAIN ok").await;
+    smarthost.wait_for("AUTH LOGIN ok").await;
     let delivered = smarthost.wait_for("DELIVERED").await;
     assert!(delivered.contains("auth=True"), "{delivered}");
     let count = smarthost

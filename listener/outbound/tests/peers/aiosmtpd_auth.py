@@ -5,7 +5,8 @@ mail) and implicit TLS. The username and password are read from files, as a moun
 Kubernetes Secret would hold them.
 
 usage: aiosmtpd_auth.py CERT KEY USERNAME_FILE PASSWORD_FILE
-prints: READY <starttls port> <implicit port>, then one line per AUTH and delivery.
+prints: READY <starttls port> <implicit port> <implicit port offering only AUTH LOGIN>,
+then one line per AUTH and delivery.
 """
 
 import logging
@@ -80,15 +81,27 @@ def main():
         auth_required=True,
         auth_require_tls=False,
     )
-    starttls.start()
-    implicit.start()
-    print(f"READY {starttls.port} {implicit.port}", flush=True)
+    login_only = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=free_port(),
+        server_hostname="smarthost.test",
+        ssl_context=context,
+        authenticator=check,
+        auth_required=True,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["PLAIN"],
+    )
+    servers = [starttls, implicit, login_only]
+    for server in servers:
+        server.start()
+    print(f"READY {starttls.port} {implicit.port} {login_only.port}", flush=True)
     try:
         while True:
             time.sleep(3600)
     finally:
-        starttls.stop()
-        implicit.stop()
+        for server in servers:
+            server.stop()
 
 
 if __name__ == "__main__":

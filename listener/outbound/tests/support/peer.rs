@@ -46,9 +46,18 @@ impl Peer {
         F: Fn(Session) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0", tls, script).await
+    }
+
+    /// Like [`start_tls`](Self::start_tls), listening on `bind` (e.g. `[::1]:0`).
+    pub async fn start_on<F, Fut>(bind: &str, tls: Option<Arc<ServerConfig>>, script: F) -> Self
+    where
+        F: Fn(Session) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind(bind)
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind the peer's address");
         let addr = listener.local_addr().expect("a local address");
         let log: Log = Arc::default();
         let task_log = Arc::clone(&log);
