@@ -425,3 +425,43 @@ async fn refused_addresses_are_skipped_and_the_last_failure_reported() {
         Err(OutboundError::NoAddress)
     ));
 }
+
+#[tokio::test]
+async fn a_connect_that_gets_no_answer_times_out() {
+    // A listener that never accepts, its backlog filled: the kernel drops further SYNs,
+    // so a connect gets no answer at all (the loopback stand-in for a blackholed host).
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("an address"))
+        .expect("bind");
+    let listener = socket.listen(1).expect("listen");
+    let addr = listener.local_addr().expect("an address");
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        }
+    }
+    let mut options = options(addr.port(), TlsMode::None);
+    options.timeouts.connect = Duration::from_millis(300);
+    let error = OutboundConnection::connect(&hop(addr), &options, &tls())
+        .await
+        .expect_err("no answer");
+    assert!(
+        matches!(
+            error,
+            OutboundError::Connect {
+                failure: ConnectFailure::Timeout,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.to_reply().code, 421);
+    drop(listener);
+}
