@@ -153,14 +153,14 @@ impl Index {
         }
     }
 
+    /// No segment exists: nothing is on disk.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
     /// Incomplete messages on disk.
     pub(crate) fn incomplete(&self) -> u64 {
         self.incomplete
-    }
-
-    /// A message, complete or not.
-    pub(crate) fn get(&self, id: &MessageId) -> Option<&Entry> {
-        self.messages.get(id)
     }
 
     /// An incomplete message.
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(index.incomplete(), 1);
         assert_eq!(index.progress_snapshot().len(), 2);
         index.remove_segment(1);
-        assert!(index.get(&a).is_none());
+        assert!(index.get_incomplete(&a).is_none());
         assert_eq!(index.apply(a, &finished(&[0])), Applied::Unknown);
         assert_eq!(index.incomplete(), 1);
         assert_eq!(index.incomplete_entries()[0].0, c);

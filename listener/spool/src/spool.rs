@@ -391,7 +391,8 @@ impl Spool {
         &self.inner.shared.metrics
     }
 
-    /// A message held in memory or on disk: its envelope and exact bytes.
+    /// A message held in memory or on disk and not complete: its envelope
+    /// and exact bytes.
     pub fn load(&self, id: &MessageId) -> Result<(Envelope, Vec<u8>), SpoolError> {
         let shared = &self.inner.shared;
         if let Some(held) = lock(&shared.deferred).messages.get(id) {
@@ -399,7 +400,7 @@ impl Spool {
         }
         let found = {
             let index = shared.index();
-            index.get(id).and_then(|entry| {
+            index.get_incomplete(id).and_then(|entry| {
                 let key = index.segment(entry.location.seq)?.key.clone();
                 Some((entry.location, key))
             })

@@ -266,14 +266,15 @@ impl Writer {
     fn commit(&mut self, mut batch: Vec<WriteRequest>) {
         match self.append(&mut batch) {
             Ok((locations, written)) => {
-                let completed = self.index_batch(&batch, locations, written);
-                for request in batch {
-                    let _ = request.done.send(Ok(()));
-                }
-                if completed {
+                // Reclaim and compact before answering, so that when
+                // record_progress returns a finished segment is gone.
+                if self.index_batch(&batch, locations, written) {
                     self.reclaim();
                 }
                 self.maybe_compact();
+                for request in batch {
+                    let _ = request.done.send(Ok(()));
+                }
             }
             Err(failure) => {
                 tracing::error!(
@@ -374,13 +375,16 @@ impl Writer {
     }
 
     /// Rewrites the progress log with one cumulative record per message that
-    /// has progress (a fresh key, atomically) once it has grown enough.
+    /// has progress (a fresh key, atomically) once it has grown enough, or
+    /// once no segment is left (then it shrinks to its file header).
     fn maybe_compact(&mut self) {
         let threshold = self
             .config
             .compact_progress_bytes
             .max(self.compacted_len.saturating_mul(2));
-        if self.progress.len <= threshold {
+        let drained =
+            self.shared.index().is_empty() && self.progress.len > record::FILE_HEADER_LEN as u64;
+        if self.progress.len <= threshold && !drained {
             return;
         }
         let snapshot = self.shared.index().progress_snapshot();
