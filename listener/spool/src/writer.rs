@@ -115,7 +115,11 @@ impl Failure {
 
     /// The error one waiter gets (each waiter gets its own copy).
     fn to_error(&self) -> SpoolError {
-        let copy = io::Error::new(self.error.kind(), self.error.to_string());
+        // Keep the OS error code (ENOSPC, EROFS...) for the caller.
+        let copy = match self.error.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.error.kind(), self.error.to_string()),
+        };
         SpoolError::io(&self.path, copy)
     }
 }
