@@ -31,6 +31,7 @@ mod progress;
 mod reader;
 pub mod record;
 mod recovery;
+pub mod robustness;
 mod segment;
 mod space;
 mod spool;
