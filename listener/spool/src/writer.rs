@@ -586,11 +586,9 @@ impl Writer {
     }
 }
 
-/// Cuts a file back to its length before the failed batch.
+/// Cuts a file back to its length before the failed batch (always: a
+/// write that failed half-way is not counted in `len`).
 fn cut_back(out: &Appending) {
-    if !out.touched() {
-        return;
-    }
     let result = out
         .file
         .set_len(out.start_len)
