@@ -62,7 +62,14 @@ fn main() {
     let dir = PathBuf::from(dir);
     let mixed = mode == "mixed";
     runtime.block_on(async move {
-        let (spool, _) = Spool::open(&dir, SpoolOptions::default()).expect("open spool");
+        // Small segments and an eager compaction, so that rotation,
+        // unlinking and the progress log's rewrite all happen under kill -9.
+        let options = SpoolOptions {
+            max_segment_bytes: 256 << 10,
+            compact_progress_bytes: 2 << 10,
+            ..SpoolOptions::default()
+        };
+        let (spool, _) = Spool::open(&dir, options).expect("open spool");
         let mut tasks = Vec::new();
         if mixed {
             let queued = spool.queued().expect("queued messages");
