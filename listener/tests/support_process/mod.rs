@@ -412,7 +412,8 @@ pub fn run_command(command: &mut Command) -> Finished {
     }
 }
 
-/// `postern-listener spool list --spool DIR`: one envelope per line, by id.
+/// `postern-listener spool list --spool DIR`: one envelope per line, by id. Fails if an
+/// id is listed twice: every message is in the spool once.
 pub fn spool_list(spool: &Path) -> BTreeMap<String, Value> {
     let cwd = spool.parent().expect("the spool has a parent directory");
     let finished = run_to_end(
@@ -427,16 +428,17 @@ pub fn spool_list(spool: &Path) -> BTreeMap<String, Value> {
     assert_eq!(finished.code(), 0, "spool list: {finished:?}");
     assert_eq!(finished.stderr, "", "spool list complained");
     let text = String::from_utf8(finished.stdout).expect("spool list prints UTF-8");
-    read_records(&text)
-        .into_iter()
-        .map(|envelope| {
-            let id = envelope["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("envelope without an id: {envelope}"))
-                .to_owned();
-            (id, envelope)
-        })
-        .collect()
+    let mut listed = BTreeMap::new();
+    for envelope in read_records(&text) {
+        let id = envelope["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("envelope without an id: {envelope}"))
+            .to_owned();
+        if let Some(first) = listed.insert(id.clone(), envelope) {
+            panic!("spool list shows {id} twice (first: {first})");
+        }
+    }
+    listed
 }
 
 /// `postern-listener spool show ID --spool DIR`: the stored bytes.
