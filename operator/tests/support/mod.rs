@@ -69,6 +69,7 @@ impl Operator {
             namespace: Some(ns.to_string()),
             concurrency: 8,
             instance: Some(format!("e2e-{ns}")),
+            ..Options::default()
         };
         let task = tokio::spawn(controller::run(
             client,
@@ -166,4 +167,21 @@ pub async fn wait_condition(
 pub async fn wait_ready(api: &Api<EsmtpListener>, name: &str) -> Result<EsmtpListener> {
     let generation = api.get(name).await?.metadata.generation.unwrap_or(1);
     wait_condition(api, name, status::READY, "True", generation).await
+}
+
+/// The ConfigMap `name`'s pods run now: the one named by `status.configHash`.
+pub async fn current_config(
+    ns: &postern_e2e::TestNamespace,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::ConfigMap> {
+    let l = ns.api::<EsmtpListener>().get(name).await?;
+    let hash = l
+        .status
+        .and_then(|s| s.config_hash)
+        .ok_or_else(|| anyhow!("{name} has no status.configHash"))?;
+    let cm_name = postern_operator::build::config_map_name(name, &hash);
+    ns.api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get(&cm_name)
+        .await
+        .with_context(|| format!("getting ConfigMap {cm_name}"))
 }
