@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Reconciles EsmtpListener resources into running Postern ESMTP listeners.
 #[derive(Parser, Debug)]
-#[command(name = "postern-operator", version)]
+#[command(name = "postern-operator", version, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -510,4 +510,73 @@ resources: {limits: {memory: 256Mi}}",
         assert_eq!(annotations["a"], "b");
         assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "h");
     }
+
+    #[test]
+    fn defaults_spread_across_nodes_request_resources_and_fix_no_user() {
+        let l = listener(MX);
+        let d = build(&l, &plan(&l), 0, "h");
+        let p = pod(&d);
+        let spread = p.topology_spread_constraints.as_ref().unwrap();
+        assert_eq!(spread[0].topology_key, SPREAD_TOPOLOGY_KEY);
+        assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+        assert!(
+            p.containers[0]
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .is_some()
+        );
+        let sc = p.security_context.as_ref().unwrap();
+        assert_eq!((sc.run_as_user, sc.run_as_group), (None, None));
+        // As OpenShift's restricted-v2 wants it: no fixed ids at all.
+        let openshift = Defaults {
+            fs_group: None,
+            ..Defaults::default()
+        };
+        let d = super::build(&l, &plan(&l), &openshift, 0, "h");
+        let sc = pod(&d).security_context.clone().unwrap();
+        assert_eq!(
+            (sc.run_as_user, sc.run_as_group, sc.fs_group),
+            (None, None, None)
+        );
+        assert_eq!(sc.run_as_non_root, Some(true));
+        let c = pod(&d).containers[0].security_context.clone().unwrap();
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+        assert_eq!(c.run_as_user, None);
+        // `[]` turns the default spread off.
+        let none = listener("listeners: [{listen: '0:25'}]\ntopologySpreadConstraints: []");
+        assert_eq!(
+            pod(&build(&none, &plan(&none), 0, "h")).topology_spread_constraints,
+            None
+        );
+    }
+
+    #[test]
+    fn the_spec_hash_follows_the_deployment_and_the_image_comes_from_the_defaults() {
+        let l = listener(MX);
+        let mirror = Defaults {
+            image: "mirror.example/postern:9".into(),
+            ..Defaults::default()
+        };
+        let a = super::build(&l, &plan(&l), &Defaults::default(), 0, "h");
+        let b = super::build(&l, &plan(&l), &mirror, 0, "h");
+        assert_eq!(
+            pod(&b).containers[0].image.as_deref(),
+            Some("mirror.example/postern:9")
+        );
+        assert_ne!(recorded_hash(&a), recorded_hash(&b));
+        assert_eq!(recorded_hash(&a), Some(spec_hash(&a).as_str()));
+        let again = super::build(&l, &plan(&l), &Defaults::default(), 0, "h");
+        assert_eq!(recorded_hash(&a), recorded_hash(&again));
+        assert_eq!(
+            d_spec(&a).progress_deadline_seconds,
+            Some(600),
+            "the rollout's default deadline"
+        );
+    }
+
+    fn d_spec(d: &Deployment) -> &DeploymentSpec {
+        d.spec.as_ref().unwrap()
+    }
 }

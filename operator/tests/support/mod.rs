@@ -62,6 +62,15 @@ impl Operator {
 
     /// Starts the controller watching `ns` only, with the client `config`.
     pub async fn start_with(config: kube::Config, ns: &str) -> Result<Self> {
+        Self::start_with_defaults(config, ns, postern_operator::build::Defaults::default()).await
+    }
+
+    /// Starts the controller watching `ns` only, with the client `config` and `defaults`.
+    pub async fn start_with_defaults(
+        config: kube::Config,
+        ns: &str,
+        defaults: postern_operator::build::Defaults,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let client = counting_client(config, &metrics)?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -69,6 +78,7 @@ impl Operator {
             namespace: Some(ns.to_string()),
             concurrency: 8,
             instance: Some(format!("e2e-{ns}")),
+            defaults,
             ..Options::default()
         };
         let task = tokio::spawn(controller::run(
