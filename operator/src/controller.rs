@@ -26,7 +26,6 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Action},
         events::{EventType, Recorder, Reporter},
-        predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -188,6 +187,14 @@ where
     (reader, stream)
 }
 
+/// What makes a listener worth reconciling again: a new generation (a spec change) or the
+/// start of its deletion (so reconcile stops applying at once). Status writes are neither.
+fn generation_or_deletion(obj: &Guarded) -> Option<u64> {
+    let meta = obj.meta();
+    let generation = u64::try_from(meta.generation?).unwrap_or_default();
+    Some((generation << 1) | u64::from(meta.deletion_timestamp.is_some()))
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -206,7 +213,7 @@ pub async fn run(
     )
     .reflect(listener_writer)
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .predicate_filter(generation_or_deletion, Default::default());
     let (secrets, secret_stream) = reflect(
         api::<PartialObjectMeta<Secret>>(&client, ns),
         watcher::Config::default(),

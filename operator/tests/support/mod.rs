@@ -25,8 +25,17 @@ use tokio::{sync::oneshot, task::JoinHandle};
 /// Generous for a loaded 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Held while a test changes the CRD, so tests running at once never see another's.
+pub static CRD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Applies the CRD the operator generates and waits until it is served.
 pub async fn install_crd(client: &Client) -> Result<()> {
+    let _held = CRD_LOCK.lock().await;
+    install_crd_unlocked(client).await
+}
+
+/// [`install_crd`] for a caller that holds [`CRD_LOCK`].
+pub async fn install_crd_unlocked(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crd::crd();
     let name = crd.metadata.name.clone().expect("the CRD has a name");
