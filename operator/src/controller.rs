@@ -575,7 +575,8 @@ async fn write_status_of(
     if old == Some(new) {
         return Ok(());
     }
-    let api: Api<EsmtpListener> = Api::namespaced(
+    // Read the answer tolerantly too: the object may be one the operator cannot parse.
+    let api: Api<Guarded> = Api::namespaced(
         ctx.client.clone(),
         meta.namespace.as_deref().unwrap_or_default(),
     );

@@ -28,7 +28,7 @@ pub const MAX_REPLICAS: i32 = 64;
 /// The most IP networks in one `relayHosts` or `relayFrom` list.
 pub const MAX_NETWORKS: usize = 64;
 /// The most entries in one listener's `domains` map.
-pub const MAX_DOMAINS: usize = 128;
+pub const MAX_DOMAINS: usize = 64;
 /// The longest `metadata.name`: children append `-config`, `-spool-NN` and use it as a label value.
 pub const MAX_NAME_LEN: usize = 50;
 
@@ -397,7 +397,8 @@ fn bound_strings(schema: &mut Value) {
     // unsigned formats (which earn a warning) go.
     let bounds = match map.get("format").and_then(Value::as_str) {
         Some("uint32") => Some((0, i64::from(u32::MAX))),
-        Some("uint64") => Some((0, i64::MAX)),
+        // The API server reads bounds as doubles: the largest integer a double holds exactly.
+        Some("uint64") => Some((0, (1_i64 << 53) - 1)),
         Some("uint16") => Some((0, i64::from(u16::MAX))),
         Some("uint8") => Some((0, i64::from(u8::MAX))),
         Some("int32") => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
