@@ -86,7 +86,7 @@ fn parse_fs_group(s: &str) -> Result<FsGroup, String> {
 }
 
 /// How long the controller may take to stop after SIGTERM before the process exits anyway.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long releasing the Lease may take on the way out.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
