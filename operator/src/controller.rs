@@ -583,10 +583,26 @@ async fn write_status_of(
     api.patch_status(
         meta.name.as_deref().unwrap_or_default(),
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
+        &Patch::Merge(json!({ "status": status_patch(old, new) })),
     )
     .await?;
     Ok(())
+}
+
+/// The merge patch from `old` to `new`: `new`, with `null` for each field `old` has and
+/// `new` leaves out (a merge patch keeps what it does not mention).
+fn status_patch(old: Option<&EsmtpListenerStatus>, new: &EsmtpListenerStatus) -> serde_json::Value {
+    let mut patch = serde_json::to_value(new).expect("a status serializes");
+    if let (Some(old), Some(map)) = (
+        old.and_then(|o| serde_json::to_value(o).ok()),
+        patch.as_object_mut(),
+    ) && let Some(old) = old.as_object()
+    {
+        for key in old.keys() {
+            map.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
 }
 
 /// After an error: retry with a per-object exponential backoff, and say so in an Event.
@@ -618,6 +634,18 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_patch_clears_what_the_new_status_leaves_out() {
+        let old = EsmtpListenerStatus {
+            retained_claims: vec!["mx-spool-1".into()],
+            ..EsmtpListenerStatus::default()
+        };
+        let patch = status_patch(Some(&old), &EsmtpListenerStatus::default());
+        assert_eq!(patch["retainedClaims"], serde_json::Value::Null);
+        assert!(patch.as_object().unwrap().contains_key("retainedClaims"));
+        assert_eq!(patch["replicas"], 0);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

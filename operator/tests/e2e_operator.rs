@@ -214,6 +214,21 @@ async fn e2e_scale_one_to_three_to_one() -> Result<()> {
         names(&owned::<PersistentVolumeClaim>(&ns, "kept").await?)
             == set(&["kept-spool-0", "kept-spool-1"])
     );
+    // The kept claim is listed in status until an ordinal takes it back.
+    let retained = poll("kept-spool-1 in status.retainedClaims", TIMEOUT, || async {
+        let l = api.get("kept").await?;
+        let claims = l.status.map(|s| s.retained_claims).unwrap_or_default();
+        Ok((claims == ["kept-spool-1"]).then_some(claims))
+    })
+    .await?;
+    ensure!(retained.len() == 1);
+    apply_listener(&api, "kept", &format!("{MX}replicas: 2\n")).await?;
+    let l = wait_condition(&api, "kept", READY, "True", 3).await?;
+    ensure!(
+        l.status.as_ref().unwrap().retained_claims.is_empty(),
+        "{:?}",
+        l.status
+    );
 
     operator.stop().await;
     ns.cleanup().await
