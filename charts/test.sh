@@ -102,7 +102,7 @@ if [[ ! -f $SCHEMAS/.stamp || "$(cat "$SCHEMAS/.stamp")" != "$stamp" ]]; then
   python3 charts/tools/openapi2jsonschema.py k8s "$swagger" "$SCHEMAS"
   echo "$stamp" >"$SCHEMAS/.stamp"
 fi
-# The CRD's own schema (from the generated file) and the ServiceMonitor subset.
+# The CRD's own schema (from the generated file) and the ServiceMonitor/PodMonitor subsets.
 python3 charts/tools/openapi2jsonschema.py crd "$WORK/crd-schemas" "$CRD" 2>/dev/null
 python3 charts/tools/openapi2jsonschema.py servicemonitor "$WORK/crd-schemas"
 conform() {
@@ -182,7 +182,7 @@ def check(cond, msg):
 
 default = load("default")
 check({d["kind"] for d in default} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-      "Role", "RoleBinding", "CustomResourceDefinition", "Deployment", "Service"},
+      "Role", "RoleBinding", "CustomResourceDefinition", "Deployment", "Service", "PodDisruptionBudget"},
       f"default kinds: {sorted({d['kind'] for d in default})}")
 dep = kinds(default, "Deployment")[0]
 check(dep["spec"]["replicas"] == 1, "default replicas is 1")
@@ -201,6 +201,20 @@ check(c["image"] == "ghcr.io/postern/postern:0.1.0" or c["image"].startswith("gh
 check(c["command"] == ["postern-operator"] and c["args"][0] == "run", c.get("args"))
 check("--lease-namespace=postern-system" in c["args"], f"lease in the release namespace: {c['args']}")
 check(not any(a.startswith("--namespace") for a in c["args"]), "cluster mode watches all namespaces")
+env = {e["name"]: e.get("value") for e in c["env"]}
+check(env.get("POSTERN_LISTENER_IMAGE", "").startswith("ghcr.io/postern/postern:"), f"listener image passed: {env}")
+check(env.get("POSTERN_LISTENER_FS_GROUP") == "65532", f"listener fsGroup passed: {env}")
+pdb = kinds(default, "PodDisruptionBudget")[0]
+check(pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"], f"operator PDB: {pdb['spec']}")
+
+air = load("airgapped-values")
+ac = kinds(air, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+aenv = {e["name"]: e.get("value") for e in ac["env"]}
+check(ac["image"].startswith("registry.example.com:5000/postern/postern:"), f"airgapped operator image: {ac['image']}")
+check(aenv.get("POSTERN_LISTENER_IMAGE", "").startswith("registry.example.com:5000/postern/postern:"), f"airgapped listener image: {aenv}")
+check(aenv.get("POSTERN_LISTENER_FS_GROUP") == "none", f"airgapped fsGroup: {aenv}")
+check(aenv.get("HTTPS_PROXY") == "http://proxy.example.com:3128", f"extraEnv: {aenv}")
+check(ac["args"][-1] == "--concurrency=4", f"extraArgs come last: {ac['args']}")
 
 crd = kinds(default, "CustomResourceDefinition")[0]
 check(crd["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep", "CRD keep policy")
@@ -237,6 +251,10 @@ check("--no-leader-election" not in args and any(a.startswith("--lease-name=") f
 sm = load("servicemonitor-values")
 check(len(kinds(sm, "ServiceMonitor")) == 1, "serviceMonitor.enabled renders a ServiceMonitor")
 check(not kinds(default, "ServiceMonitor"), "no ServiceMonitor by default")
+pm = kinds(sm, "PodMonitor")
+check(len(pm) == 1 and pm[0]["spec"]["podMetricsEndpoints"][0]["port"] == "admin", "listener.podMonitor.enabled renders a PodMonitor on the admin port")
+check(pm and pm[0]["spec"]["selector"]["matchLabels"].get("app.kubernetes.io/name") == "postern-listener", "the PodMonitor selects listener pods")
+check(not kinds(default, "PodMonitor"), "no PodMonitor by default")
 
 nocrd = load("no-crds-values")
 check(not kinds(nocrd, "CustomResourceDefinition"), "crds.install=false renders no CRD")
@@ -248,7 +266,7 @@ for e in errors:
 sys.exit(1 if errors else 0)
 EOF
 )"; then
-  ok "rendered objects: restricted security context, probes, RBAC (no wildcards, Secrets list/watch only, leases in the release namespace), namespace mode, leader election, ServiceMonitor, CRD keep policy"
+  ok "rendered objects: restricted security context, probes, RBAC (no wildcards, Secrets list/watch only, leases in the release namespace), namespace mode, leader election, listener image and registry, extraEnv/extraArgs, operator PDB, ServiceMonitor, PodMonitor, CRD keep policy"
 else
   fail "rendered objects:"
   printf '  %s\n' "$out"
@@ -313,6 +331,8 @@ refused "at '/metrics/port'" --set metrics.port=80
 refused "at '/crds/install': got string, want boolean" --set-string crds.install=yes
 refused "leaderElection.enabled=false needs replicas: 1" --set replicas=2 --set leaderElection.enabled=false
 refused "serviceAccount.name is required" --set serviceAccount.create=false
+refused "at '/listener/fsGroup'" --set-string listener.fsGroup=0
+refused "at '/extraArgs/0'" --set 'extraArgs[0]=concurrency' 
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -14,7 +14,7 @@ kubeconform looks a manifest up as `<dir>/<kind><suffix>.json` (with
     openapi2jsonschema.py crd OUTDIR CRD.yaml...
         one file per served version of each CustomResourceDefinition
     openapi2jsonschema.py servicemonitor OUTDIR
-        a hand-written subset of monitoring.coreos.com/v1 ServiceMonitor (the
+        a hand-written subset of monitoring.coreos.com/v1 ServiceMonitor and PodMonitor (the
         Prometheus Operator's CRD is not available offline): the fields the
         chart renders, strict
 
@@ -231,6 +231,15 @@ def servicemonitor(outdir):
         },
     }
     write(outdir, "ServiceMonitor", "monitoring.coreos.com", "v1", strict(schema))
+
+    # The PodMonitor for the listener pods: the same, with podMetricsEndpoints.
+    pod_schema = json.loads(json.dumps(schema))
+    pod_schema["description"] = "Hand-written subset of monitoring.coreos.com/v1 PodMonitor."
+    pod_schema["properties"]["kind"]["enum"] = ["PodMonitor"]
+    spec = pod_schema["properties"]["spec"]
+    spec["required"] = ["selector", "podMetricsEndpoints"]
+    spec["properties"]["podMetricsEndpoints"] = spec["properties"].pop("endpoints")
+    write(outdir, "PodMonitor", "monitoring.coreos.com", "v1", strict(pod_schema))
 
 
 def main(argv):

@@ -160,6 +160,7 @@ async fn run(cluster: &Cluster, n: usize) -> Result<Report> {
             namespace: Some(ns.name().into()),
             concurrency: 8,
             instance: Some("bench".into()),
+            ..Options::default()
         },
         async move {
             let _ = stopped.await;

@@ -1,15 +1,17 @@
-//! Apply: server-side apply of the built objects with one field manager, pruning of
-//! replicas past `spec.replicas`, and an Event for each object created, updated or
-//! deleted.
+//! Apply: server-side apply of the built objects with one field manager, never onto an
+//! object this listener does not own; the replica Deployments in rollout order; pruning
+//! of replicas past `spec.replicas` and of ConfigMaps no Deployment mounts any more;
+//! and an Event for each object created, updated or deleted. Each child is applied on
+//! its own, so one that fails is reported without holding up the others.
 
 use std::fmt::Debug;
 
-use futures::future::{join_all, try_join_all};
+use futures::future::join_all;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
-        core::v1::{ObjectReference, PersistentVolumeClaim},
+        core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim},
         policy::v1::PodDisruptionBudget,
     },
 };
@@ -24,9 +26,10 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    build::{Desired, LISTENER_LABEL, MANAGER, ordinal_of},
+    build::{Desired, LISTENER_LABEL, MANAGED_BY_LABEL, MANAGER, ordinal_of},
     controller::Stores,
     crd::{ClaimPolicy, EsmtpListener},
+    rollout,
 };
 
 /// What an apply did to an object.
@@ -111,7 +114,7 @@ fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
 /// Publishes a Normal event about `listener` for a change to one of its children.
 pub async fn record<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,
-    listener: &EsmtpListener,
+    listener: &impl Resource<DynamicType = ()>,
     child: &K,
     change: Change,
 ) {
@@ -135,7 +138,7 @@ pub async fn record<K: Resource<DynamicType = ()>>(
 /// Publishes an event about `listener`; a failure to publish is logged, never fatal.
 pub async fn publish(
     recorder: &Recorder,
-    listener: &EsmtpListener,
+    listener: &impl Resource<DynamicType = ()>,
     type_: EventType,
     reason: &str,
     note: String,
@@ -149,73 +152,270 @@ pub async fn publish(
         secondary: related,
     };
     if let Err(e) = recorder.publish(&event, &listener.object_ref(&())).await {
-        tracing::warn!(error = %e, listener = %listener.name_any(), "cannot publish an event");
+        tracing::warn!(error = %e, listener = ?listener.meta().name, "cannot publish an event");
     }
 }
 
-/// Applies everything in `desired`, deletes what `listener` no longer needs, and returns
-/// the applied replica Deployments (with their current status).
+/// Why one child could not be applied.
+#[derive(Debug)]
+pub enum Problem {
+    /// An object of that name exists and this listener does not own it.
+    NotOwned {
+        /// Its kind, e.g. `Service`.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// The API server refused the object (4xx): the spec must change.
+    Refused {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The API server's message.
+        message: String,
+    },
+    /// A failure worth retrying (the API server unreachable, a conflict, 5xx).
+    Failed {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The error.
+        error: kube::Error,
+    },
+}
+
+impl Problem {
+    fn from_error(kind: &str, name: &str, error: kube::Error) -> Self {
+        match error {
+            kube::Error::Api(s)
+                if (400..500).contains(&s.code) && ![409, 429].contains(&s.code) =>
+            {
+                Self::Refused {
+                    kind: kind.into(),
+                    name: name.into(),
+                    message: s.message,
+                }
+            }
+            error => Self::Failed {
+                kind: kind.into(),
+                name: name.into(),
+                error,
+            },
+        }
+    }
+
+    /// Whether retrying without a change to anything may succeed.
+    pub const fn transient(&self) -> bool {
+        matches!(self, Self::Failed { .. })
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotOwned { kind, name } => write!(
+                f,
+                "{kind} '{name}' already exists and is not owned by this EsmtpListener; the operator does not adopt it: delete or rename it"
+            ),
+            Self::Refused {
+                kind,
+                name,
+                message,
+            } => write!(f, "the API server refused {kind} '{name}': {message}"),
+            Self::Failed { kind, name, error } => write!(f, "{kind} '{name}': {error}"),
+        }
+    }
+}
+
+/// Whether the existing `obj` may be applied over by `listener`: it carries the
+/// listener's owner reference, or (spool claims only, which a retained spool outlives)
+/// the listener's labels.
+pub fn belongs<K: Resource>(obj: &K, listener: &EsmtpListener, by_labels: bool) -> bool {
+    let meta = obj.meta();
+    let uid = listener.metadata.uid.as_deref();
+    let owned = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid);
+    let labelled = meta.labels.as_ref().is_some_and(|l| {
+        l.get(LISTENER_LABEL) == listener.metadata.name.as_ref()
+            && l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGER)
+    });
+    let foreign_controller = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) != uid);
+    owned || (by_labels && labelled && !foreign_controller)
+}
+
+/// Applies `obj` unless an object of its name exists that `listener` does not own; the
+/// cache is asked first, the API server only when the cache has no such object.
+async fn apply_owned<K>(
+    client: &Client,
+    store: &Store<K>,
+    listener: &EsmtpListener,
+    obj: &K,
+    by_labels: bool,
+) -> Result<(K, Change), Problem>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let kind = K::kind(&()).to_string();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    let existing = match store.get(&ObjectRef::new(&name).within(&ns)) {
+        Some(o) => Some((*o).clone()),
+        None => Api::<K>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|e| Problem::from_error(&kind, &name, e))?,
+    };
+    if let Some(existing) = &existing
+        && !belongs(existing, listener, by_labels)
+    {
+        return Err(Problem::NotOwned { kind, name });
+    }
+    apply(client, store, obj)
+        .await
+        .map_err(|e| Problem::from_error(&kind, &name, e))
+}
+
+/// What [`apply_all`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Each desired ordinal's Deployment as it now is (`None`: not created yet).
+    pub deployments: Vec<Option<Deployment>>,
+    /// The children that could not be applied.
+    pub problems: Vec<Problem>,
+}
+
+/// Applies everything in `desired` (the Deployments in rollout order), deletes what
+/// `listener` no longer needs, and reports what it could not do.
 pub async fn apply_all(
     client: &Client,
     stores: &Stores,
     recorder: &Recorder,
     listener: &EsmtpListener,
     desired: &Desired,
-) -> Result<Vec<Deployment>, kube::Error> {
+) -> Applied {
+    let mut problems = Vec::new();
+    let ns = listener.namespace().unwrap_or_default();
+    let name = listener.name_any();
     // The config, claims and Service do not depend on each other: apply them at once,
     // then the Deployments that mount the config and claims.
-    let claims = try_join_all(
+    let config_map = apply_owned(
+        client,
+        &stores.config_maps,
+        listener,
+        &desired.config_map,
+        false,
+    );
+    let claims = join_all(
         desired
             .claims
             .iter()
-            .map(|c| apply(client, &stores.claims, c)),
+            .map(|c| apply_owned(client, &stores.claims, listener, c, true)),
     );
-    let config_map = apply(client, &stores.config_maps, &desired.config_map);
-    let service = apply(client, &stores.services, &desired.service);
-    let ((cm, cm_change), claims, (svc, svc_change)) =
-        futures::try_join!(config_map, claims, service)?;
-    let deployments = try_join_all(
-        desired
-            .deployments
-            .iter()
-            .map(|d| apply(client, &stores.deployments, d)),
-    )
-    .await?;
-    futures::join!(
-        record(recorder, listener, &cm, cm_change),
-        record(recorder, listener, &svc, svc_change),
-        join_all(
-            claims
-                .iter()
-                .map(|(c, change)| record(recorder, listener, c, *change))
-        ),
-        join_all(
-            deployments
-                .iter()
-                .map(|(d, change)| record(recorder, listener, d, *change))
-        ),
-    );
-    let deployments: Vec<Deployment> = deployments.into_iter().map(|(d, _)| d).collect();
-    match &desired.pdb {
-        Some(pdb) => {
-            let (pdb, change) = apply(client, &stores.pdbs, pdb).await?;
-            record(recorder, listener, &pdb, change).await;
+    let service = apply_owned(client, &stores.services, listener, &desired.service, false);
+    let (config_map, claims, service) = futures::join!(config_map, claims, service);
+    let config_ok = match config_map {
+        Ok((cm, change)) => {
+            record(recorder, listener, &cm, change).await;
+            true
         }
-        None => {
-            let name = listener.name_any();
-            let ns = listener.namespace().unwrap_or_default();
-            if stores
-                .pdbs
-                .get(&ObjectRef::new(&name).within(&ns))
-                .is_some()
-                && delete::<PodDisruptionBudget>(client, &ns, &name).await?
-            {
-                deleted(recorder, listener, "PodDisruptionBudget", &name).await;
+        Err(p) => {
+            problems.push(p);
+            false
+        }
+    };
+    let mut claim_ok = Vec::with_capacity(claims.len());
+    for result in claims {
+        match result {
+            Ok((c, change)) => {
+                record(recorder, listener, &c, change).await;
+                claim_ok.push(true);
+            }
+            // A claim that exists but refuses the change (e.g. grown by hand) still
+            // serves its pod; one that is not ours must never be mounted.
+            Err(p) => {
+                claim_ok.push(!matches!(p, Problem::NotOwned { .. }));
+                problems.push(p);
             }
         }
     }
-    prune(client, stores, recorder, listener).await?;
-    Ok(deployments)
+    match service {
+        Ok((svc, change)) => record(recorder, listener, &svc, change).await,
+        Err(p) => problems.push(p),
+    }
+
+    let mut current: Vec<Option<Deployment>> = desired
+        .deployments
+        .iter()
+        .map(|d| {
+            let n = d.metadata.name.as_deref().unwrap_or_default();
+            stores
+                .deployments
+                .get(&ObjectRef::new(n).within(&ns))
+                .map(|d| (*d).clone())
+        })
+        .collect();
+    let allowed = rollout::allowed(&desired.deployments, &current);
+    for (i, d) in desired.deployments.iter().enumerate() {
+        if !allowed[i] || !config_ok || !claim_ok.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        match apply_owned(client, &stores.deployments, listener, d, false).await {
+            Ok((d, change)) => {
+                record(recorder, listener, &d, change).await;
+                current[i] = Some(d);
+            }
+            Err(p) => {
+                problems.push(p);
+                break;
+            }
+        }
+    }
+
+    match &desired.pdb {
+        Some(pdb) => match apply_owned(client, &stores.pdbs, listener, pdb, false).await {
+            Ok((pdb, change)) => record(recorder, listener, &pdb, change).await,
+            Err(p) => problems.push(p),
+        },
+        None => {
+            let ours = stores
+                .pdbs
+                .get(&ObjectRef::new(&name).within(&ns))
+                .is_some_and(|p| belongs(&*p, listener, false));
+            if ours {
+                match delete::<PodDisruptionBudget>(client, &ns, &name).await {
+                    Ok(true) => deleted(recorder, listener, "PodDisruptionBudget", &name).await,
+                    Ok(false) => {}
+                    Err(e) => problems.push(Problem::from_error("PodDisruptionBudget", &name, e)),
+                }
+            }
+        }
+    }
+    if let Err(e) = prune(client, stores, recorder, listener).await {
+        problems.push(Problem::from_error("Deployment", &name, e));
+    }
+    if config_ok
+        && let Err(e) =
+            collect_config_maps(client, stores, recorder, listener, desired, &current).await
+    {
+        problems.push(Problem::from_error("ConfigMap", &name, e));
+    }
+    Applied {
+        deployments: current,
+        problems,
+    }
 }
 
 async fn deleted(recorder: &Recorder, listener: &EsmtpListener, kind: &str, name: &str) {
@@ -240,6 +440,19 @@ fn surplus<K: Resource>(obj: &K, listener: &EsmtpListener) -> bool {
         && meta.deletion_timestamp.is_none()
 }
 
+/// Spool claims of ordinals past `spec.replicas` that are kept, by name.
+pub fn retained_claims(stores: &Stores, listener: &EsmtpListener) -> Vec<String> {
+    let mut names: Vec<String> = stores
+        .claims
+        .state()
+        .iter()
+        .filter(|c| surplus(&***c, listener))
+        .map(|c| c.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Scale-down: deletes the Deployments of replicas past `spec.replicas`, and their spool
 /// claims when `storage.whenScaled` is `Delete`.
 async fn prune(
@@ -249,17 +462,117 @@ async fn prune(
     listener: &EsmtpListener,
 ) -> Result<(), kube::Error> {
     let ns = listener.namespace().unwrap_or_default();
-    for d in stores.deployments.state_filter(|d| surplus(d, listener)) {
+    for d in stores
+        .deployments
+        .state_filter(|d| surplus(d, listener) && belongs(d, listener, false))
+    {
         if delete::<Deployment>(client, &ns, &d.name_any()).await? {
             deleted(recorder, listener, "Deployment", &d.name_any()).await;
         }
     }
     if listener.spec.storage.when_scaled == ClaimPolicy::Delete {
-        for c in stores.claims.state_filter(|c| surplus(c, listener)) {
+        for c in stores
+            .claims
+            .state_filter(|c| surplus(c, listener) && belongs(c, listener, true))
+        {
             if delete::<PersistentVolumeClaim>(client, &ns, &c.name_any()).await? {
                 deleted(recorder, listener, "PersistentVolumeClaim", &c.name_any()).await;
             }
         }
     }
     Ok(())
+}
+
+/// The ConfigMap a Deployment's pods mount.
+fn mounted_config(d: &Deployment) -> Option<&str> {
+    d.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.config_map.as_ref().map(|c| c.name.as_str()))
+}
+
+/// Deletes this listener's ConfigMaps that neither the desired config nor any of its
+/// Deployments (current or surplus) mounts: the configs of finished rollouts.
+async fn collect_config_maps(
+    client: &Client,
+    stores: &Stores,
+    recorder: &Recorder,
+    listener: &EsmtpListener,
+    desired: &Desired,
+    current: &[Option<Deployment>],
+) -> Result<(), kube::Error> {
+    let ns = listener.namespace().unwrap_or_default();
+    let name = listener.name_any();
+    let mut keep: Vec<String> = vec![desired.config_map.metadata.name.clone().unwrap_or_default()];
+    keep.extend(
+        current
+            .iter()
+            .flatten()
+            .filter_map(|d| mounted_config(d).map(String::from)),
+    );
+    keep.extend(
+        stores
+            .deployments
+            .state_filter(|d| {
+                d.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && d.labels().get(LISTENER_LABEL) == Some(&name)
+            })
+            .iter()
+            .filter_map(|d| mounted_config(d).map(String::from)),
+    );
+    let old: Vec<_> = stores.config_maps.state_filter(|cm: &ConfigMap| {
+        cm.metadata.namespace.as_deref() == Some(ns.as_str())
+            && cm.labels().get(LISTENER_LABEL) == Some(&name)
+            && cm.metadata.deletion_timestamp.is_none()
+            && belongs(cm, listener, false)
+            && !keep.iter().any(|k| Some(k) == cm.metadata.name.as_ref())
+    });
+    for cm in old {
+        if delete::<ConfigMap>(client, &ns, &cm.name_any()).await? {
+            deleted(recorder, listener, "ConfigMap", &cm.name_any()).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::Service;
+
+    use super::*;
+    use crate::build::{labels, owner_ref, tests::listener};
+
+    #[test]
+    fn only_owned_objects_are_applied_over_and_claims_also_by_label() {
+        let l = listener("listeners: [{listen: '0:25'}]");
+        let mut svc = Service::default();
+        assert!(!belongs(&svc, &l, true), "a bare object is not ours");
+        svc.metadata.labels = Some(labels("mx"));
+        assert!(
+            !belongs(&svc, &l, false),
+            "labels do not make a Service ours"
+        );
+        assert!(
+            belongs(&svc, &l, true),
+            "they do make a retained claim ours"
+        );
+        svc.metadata.owner_references = Some(vec![owner_ref(&l)]);
+        assert!(belongs(&svc, &l, false));
+        let mut other = l.clone();
+        other.metadata.uid = Some("another".into());
+        let mut claim = PersistentVolumeClaim::default();
+        claim.metadata.labels = Some(labels("mx"));
+        claim.metadata.owner_references = Some(vec![owner_ref(&other)]);
+        assert!(!belongs(&claim, &l, true), "another owner's claim");
+        claim.metadata.labels = Some(BTreeMap::new());
+        claim.metadata.owner_references = None;
+        assert!(!belongs(&claim, &l, true));
+    }
 }

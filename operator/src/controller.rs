@@ -1,5 +1,6 @@
-//! The controller: watches `EsmtpListener`s, the objects they own and the Secrets they
-//! name, and runs reconcile = dereference → validate → build → apply → status.
+//! The controller: watches `EsmtpListener`s (read tolerantly, [`tolerant`]), the objects
+//! they own, their pods and the Secrets they name (metadata only), and runs reconcile =
+//! dereference → validate → build → apply (in rollout order) → status.
 
 use std::{
     collections::HashMap,
@@ -13,18 +14,18 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service},
         policy::v1::PodDisruptionBudget,
     },
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
     api::{Patch, PatchParams},
+    core::PartialObjectMeta,
     runtime::{
         Controller, WatchStreamExt,
         controller::{self, Action},
         events::{EventType, Recorder, Reporter},
-        predicates,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -33,12 +34,15 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::{
-    apply::{self, publish},
-    build::{self, MANAGED_BY_LABEL, MANAGER},
+    apply::{self, Problem, publish},
+    build::{self, Defaults, LISTENER_LABEL, MANAGED_BY_LABEL, MANAGER},
     crd::{EsmtpListener, EsmtpListenerStatus},
     dereference,
     metrics::Metrics,
+    rollout,
+    server::Readiness,
     status::{self, STALLED},
+    tolerant::Guarded,
     validate::{self, Stall},
 };
 
@@ -46,6 +50,9 @@ use crate::{
 pub const RESYNC: Duration = Duration::from_secs(3600);
 /// How often a rollout in progress is looked at besides the watch events it causes.
 pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
+/// How often a listener stalled by its pods (a crash loop, a progress deadline) is
+/// looked at again besides the watch events of its Deployments and pods.
+pub const STALLED_RECHECK: Duration = Duration::from_secs(120);
 /// How long a trigger waits for more triggers of the same listener, so the burst of
 /// watch events a rollout causes becomes one reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -65,10 +72,13 @@ pub enum Error {
 /// The caches the controller keeps; reconcile reads them instead of the API server.
 #[derive(Clone)]
 pub struct Stores {
-    /// The `EsmtpListener`s.
-    pub listeners: Store<EsmtpListener>,
-    /// Secrets (for the keys TLS and Vault sources name).
-    pub secrets: Store<Secret>,
+    /// The `EsmtpListener`s, parsed or not.
+    pub listeners: Store<Guarded>,
+    /// The metadata of Secrets (whether those TLS and Vault sources name exist); never
+    /// their values.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The listener pods (for crash loops and image pull failures).
+    pub pods: Store<Pod>,
     /// ConfigMaps the operator made.
     pub config_maps: Store<ConfigMap>,
     /// Deployments the operator made.
@@ -87,6 +97,7 @@ impl Stores {
         let _ = futures::join!(
             self.listeners.wait_until_ready(),
             self.secrets.wait_until_ready(),
+            self.pods.wait_until_ready(),
             self.config_maps.wait_until_ready(),
             self.deployments.wait_until_ready(),
             self.claims.wait_until_ready(),
@@ -106,7 +117,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// The caches.
     pub stores: Stores,
-    failures: Mutex<HashMap<ObjectRef<EsmtpListener>, u32>>,
+    /// What fills the pod settings a spec leaves open.
+    pub defaults: Defaults,
+    failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
 
 /// Where the controller looks.
@@ -118,6 +131,10 @@ pub struct Options {
     pub concurrency: u16,
     /// This instance's name in Events (e.g. the pod name).
     pub instance: Option<String>,
+    /// What fills the pod settings a spec leaves open.
+    pub defaults: Defaults,
+    /// Set once every cache has its first full list (`/readyz`).
+    pub readiness: Option<Readiness>,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -130,10 +147,32 @@ where
     }
 }
 
+/// The watch of `K`, with each error logged at warn level and counted in `metrics`.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    metrics: &Metrics,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let metrics = metrics.clone();
+    let kind = K::kind(&()).to_string();
+    watcher(api, config)
+        .default_backoff()
+        .inspect(move |event| {
+            if let Err(e) = event {
+                tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
+                metrics.watch_error(&kind);
+            }
+        })
+}
+
 /// A cache of `K` and the stream of its changes (deletions included) that fills it.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    metrics: &Metrics,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -142,11 +181,18 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
+    let stream = watch(api, config, metrics)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// What makes a listener worth reconciling again: a new generation (a spec change) or the
+/// start of its deletion (so reconcile stops applying at once). Status writes are neither.
+fn generation_or_deletion(obj: &Guarded) -> Option<u64> {
+    let meta = obj.meta();
+    let generation = u64::try_from(meta.generation?).unwrap_or_default();
+    Some((generation << 1) | u64::from(meta.deletion_timestamp.is_some()))
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -160,30 +206,53 @@ pub async fn run(
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
     let (listeners, listener_writer) = reflector::store();
-    let listener_stream = watcher(
-        api::<EsmtpListener>(&client, ns),
+    let listener_stream = watch(
+        api::<Guarded>(&client, ns),
         watcher::Config::default(),
+        &metrics,
     )
-    .default_backoff()
     .reflect(listener_writer)
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
-    let (secrets, secret_stream) = reflect(api::<Secret>(&client, ns), watcher::Config::default());
-    let (config_maps, cm_stream) = reflect(api::<ConfigMap>(&client, ns), owned.clone());
-    let (deployments, deploy_stream) = reflect(api::<Deployment>(&client, ns), owned.clone());
-    let (claims, claim_stream) = reflect(api::<PersistentVolumeClaim>(&client, ns), owned.clone());
-    let (services, svc_stream) = reflect(api::<Service>(&client, ns), owned.clone());
-    let (pdbs, pdb_stream) = reflect(api::<PodDisruptionBudget>(&client, ns), owned);
+    .predicate_filter(generation_or_deletion, Default::default());
+    let (secrets, secret_stream) = reflect(
+        api::<PartialObjectMeta<Secret>>(&client, ns),
+        watcher::Config::default(),
+        &metrics,
+    );
+    let (config_maps, cm_stream) = reflect(api::<ConfigMap>(&client, ns), owned.clone(), &metrics);
+    let (deployments, deploy_stream) =
+        reflect(api::<Deployment>(&client, ns), owned.clone(), &metrics);
+    let (claims, claim_stream) = reflect(
+        api::<PersistentVolumeClaim>(&client, ns),
+        owned.clone(),
+        &metrics,
+    );
+    let (services, svc_stream) = reflect(api::<Service>(&client, ns), owned.clone(), &metrics);
+    let (pdbs, pdb_stream) = reflect(
+        api::<PodDisruptionBudget>(&client, ns),
+        owned.clone(),
+        &metrics,
+    );
+    let (pods, pod_stream) = reflect(api::<Pod>(&client, ns), owned, &metrics);
 
     let stores = Stores {
         listeners: listeners.clone(),
         secrets,
+        pods,
         config_maps,
         deployments,
         claims,
         services,
         pdbs,
     };
+    if let Some(readiness) = options.readiness.clone() {
+        let stores = stores.clone();
+        tokio::spawn(async move {
+            stores.ready().await;
+            tracing::info!("caches filled; ready");
+            readiness.set(true);
+        });
+    }
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -196,19 +265,29 @@ pub async fn run(
         recorder,
         metrics,
         stores,
+        defaults: options.defaults.clone(),
         failures: Mutex::new(HashMap::new()),
     });
 
     let index = listeners.clone();
-    let secret_to_listeners = move |secret: Secret| {
+    let secret_to_listeners = move |secret: PartialObjectMeta<Secret>| {
         let ns = secret.namespace();
         let name = secret.name_any();
         index
             .state()
             .into_iter()
-            .filter(|l| l.namespace() == ns && dereference::references(&l.spec, &name))
-            .map(|l| ObjectRef::from_obj(&*l))
+            .filter(|g| {
+                g.namespace() == ns
+                    && g.listener()
+                        .is_some_and(|l| dereference::references(&l.spec, &name))
+            })
+            .map(|g| ObjectRef::from_obj(&*g))
             .collect::<Vec<_>>()
+    };
+    // Pods are owned by ReplicaSets; their listener label says whose they are.
+    let pod_to_listener = |pod: Pod| {
+        let listener = pod.labels().get(LISTENER_LABEL).cloned()?;
+        Some(ObjectRef::<Guarded>::new(&listener).within(&pod.namespace()?))
     };
 
     Controller::for_stream(listener_stream, listeners)
@@ -218,6 +297,7 @@ pub async fn run(
         .owns_stream(svc_stream)
         .owns_stream(pdb_stream)
         .watches_stream(secret_stream, secret_to_listeners)
+        .watches_stream(pod_stream, pod_to_listener)
         .with_config(
             controller::Config::default()
                 .concurrency(options.concurrency)
@@ -231,6 +311,9 @@ pub async fn run(
                 Err(controller::Error::ReconcilerFailed(e, obj)) => {
                     tracing::warn!(listener = %obj, error = %e, "reconcile failed");
                 }
+                Err(controller::Error::QueueError(e)) => {
+                    tracing::warn!(error = %e, "a watch failed");
+                }
                 Err(e) => tracing::debug!(error = %e, "controller event"),
             }
         })
@@ -238,77 +321,143 @@ pub async fn run(
 }
 
 /// One reconcile of one `EsmtpListener`.
-pub async fn reconcile(listener: Arc<EsmtpListener>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.stores.ready().await;
-    let result = reconcile_inner(&listener, &ctx).await;
+    let result = match &object.0 {
+        _ if object.meta().deletion_timestamp.is_some() => {
+            // Being deleted: the garbage collector removes the children; re-applying
+            // them now would race it.
+            Ok((Action::await_change(), "deleting"))
+        }
+        Err(unreadable) => {
+            let stall = Stall {
+                reason: "InvalidSpec",
+                message: unreadable.message(),
+            };
+            stalled(&*object, object.status(), &ctx, &stall, None, None).await
+        }
+        Ok(listener) => reconcile_inner(&object, listener, &ctx).await,
+    };
     let outcome = match &result {
         Ok((_, outcome)) => *outcome,
         Err(_) => "error",
     };
     ctx.metrics
         .reconciled(outcome, started.elapsed().as_secs_f64());
-    if result.is_ok() {
+    if outcome == "error" {
+        ctx.metrics.errors.inc();
+    }
+    if matches!(outcome, "ready" | "progressing" | "deleting") {
         ctx.failures
             .lock()
             .expect("the failure map is never poisoned")
-            .remove(&ObjectRef::from_obj(&*listener));
+            .remove(&ObjectRef::from_obj(&*object));
     }
     result.map(|(action, _)| action)
 }
 
+/// How many times in a row reconciling `object` failed, counting this failure.
+fn failed_again(ctx: &Context, object: &Guarded) -> u32 {
+    let mut map = ctx
+        .failures
+        .lock()
+        .expect("the failure map is never poisoned");
+    let n = map.entry(ObjectRef::from_obj(object)).or_insert(0);
+    *n = n.saturating_add(1);
+    *n
+}
+
 async fn reconcile_inner(
+    object: &Guarded,
     listener: &EsmtpListener,
     ctx: &Context,
 ) -> Result<(Action, &'static str), Error> {
     let ns = listener.namespace().unwrap_or_default();
+    let name = listener.name_any();
     let generation = listener.metadata.generation.unwrap_or_default();
+    let old = listener.status.as_ref();
 
     let secrets = dereference::lookup(&ctx.stores.secrets, &ns, &listener.spec);
     let plan = match validate::validate(listener, &secrets) {
         Ok(plan) => plan,
-        Err(stall) => return stalled(listener, ctx, &stall).await,
+        Err(stall) => return stalled(listener, old, ctx, &stall, None, None).await,
     };
-    let desired = build::build(listener, &plan);
-    let deployments = match apply::apply_all(
-        &ctx.client,
-        &ctx.stores,
-        &ctx.recorder,
-        listener,
-        &desired,
-    )
-    .await
-    {
-        Ok(deployments) => deployments,
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
-            let stall = Stall {
-                reason: "Rejected",
-                message: format!(
-                    "the API server refused an object built from this spec: {}; change the spec",
-                    s.message
-                ),
-            };
-            return stalled(listener, ctx, &stall).await;
-        }
-        Err(e) => return Err(e.into()),
-    };
-
-    let observed = status::observe(listener.spec.replicas, &deployments);
+    let desired = build::build(listener, &plan, &ctx.defaults);
+    let applied =
+        apply::apply_all(&ctx.client, &ctx.stores, &ctx.recorder, listener, &desired).await;
+    let observed = rollout::observe(&desired.deployments, &applied.deployments);
     let listen = plan
         .ports
         .iter()
         .map(|p| p.service_port.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let new = status::progressing(
-        listener.status.as_ref(),
+    let mut new = status::progressing(
+        old,
         generation,
         observed,
         listen,
-        desired.config_hash,
+        desired.config_hash.clone(),
         &status::now(),
     );
-    write_status(ctx, listener, &new).await?;
+    new.ready = Some(status::ready_text(observed));
+    new.selector = Some(format!("{LISTENER_LABEL}={name}"));
+    new.image = Some(listener.image(&ctx.defaults.image).to_string());
+    new.retained_claims = apply::retained_claims(&ctx.stores, listener);
+
+    // A child that cannot be applied: retried with a backoff when the failure may pass,
+    // else a stall naming it (and still retried with a backoff: a refusal can depend on
+    // objects that change without a change to this listener).
+    if let Some(problem) = applied.problems.iter().find(|p| !p.transient()) {
+        let stall = Stall {
+            reason: match problem {
+                Problem::NotOwned { .. } => "NotOwned",
+                _ => "Rejected",
+            },
+            message: problem.to_string(),
+        };
+        let delay = backoff(failed_again(ctx, object));
+        return stalled(
+            listener,
+            Some(&new),
+            ctx,
+            &stall,
+            Some(delay),
+            Some(observed),
+        )
+        .await;
+    }
+    if let Some(problem) = applied.problems.first() {
+        let delay = backoff(failed_again(ctx, object));
+        let message = format!("{problem}; retrying in {}s", delay.as_secs());
+        let retry = status::retrying(Some(&new), generation, message.clone(), &status::now());
+        write_status(ctx, listener, old, &retry).await?;
+        tracing::warn!(listener = %name, namespace = %ns, error = %message, "apply failed");
+        return Ok((Action::requeue(delay), "error"));
+    }
+
+    // The pods and Deployments may have given up: that heals only by a change (or by
+    // itself, e.g. an image that appears), so it is a stall that is looked at again.
+    if let Some((reason, message)) = pod_failure(ctx, listener)
+        .or_else(|| deployment_failure(&desired.deployments, &applied.deployments))
+    {
+        let stall = Stall {
+            reason: leak(reason),
+            message,
+        };
+        return stalled(
+            listener,
+            Some(&new),
+            ctx,
+            &stall,
+            Some(STALLED_RECHECK),
+            Some(observed),
+        )
+        .await;
+    }
+
+    write_status(ctx, listener, old, &new).await?;
     Ok(if observed.complete() {
         (Action::requeue(RESYNC), "ready")
     } else {
@@ -316,23 +465,73 @@ async fn reconcile_inner(
     })
 }
 
+/// The reason words the operator may report; reasons from pods and Deployments outside
+/// this list are reported as `PodFailing` / `ProgressDeadlineExceeded`.
+fn leak(reason: String) -> &'static str {
+    rollout::FAILING_REASONS
+        .iter()
+        .chain(&["ProgressDeadlineExceeded"])
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("PodFailing")
+}
+
+/// The first failing pod of `listener`, as `(reason, message)`.
+fn pod_failure(ctx: &Context, listener: &EsmtpListener) -> Option<(String, String)> {
+    let ns = listener.namespace();
+    let name = listener.name_any();
+    let mut pods = ctx
+        .stores
+        .pods
+        .state_filter(|p| p.namespace() == ns && p.labels().get(LISTENER_LABEL) == Some(&name));
+    pods.sort_by_key(|p| p.name_any());
+    pods.iter().find_map(|p| rollout::failing(p))
+}
+
+/// The first desired ordinal whose Deployment gave up, as `(reason, message)`.
+fn deployment_failure(
+    desired: &[k8s_openapi::api::apps::v1::Deployment],
+    current: &[Option<k8s_openapi::api::apps::v1::Deployment>],
+) -> Option<(String, String)> {
+    desired.iter().zip(current).find_map(|(d, c)| {
+        let c = c.as_ref()?;
+        let (reason, message) = rollout::stuck(c)?;
+        let name = d.metadata.name.clone().unwrap_or_default();
+        Some((
+            reason,
+            format!("Deployment {name}: {message}; the ordinals after it wait"),
+        ))
+    })
+}
+
 /// Records a spec that cannot be realised: `Stalled=True`, an Event when the stall is
-/// new, and no retry until something changes.
-async fn stalled(
-    listener: &EsmtpListener,
+/// new, and no retry until something changes (or after `retry`). `base` is the status
+/// to start from (the object's, or one with fresh counts); `observed` the replica counts.
+async fn stalled<K: Resource<DynamicType = ()>>(
+    object: &K,
+    base: Option<&EsmtpListenerStatus>,
     ctx: &Context,
     stall: &Stall,
+    retry: Option<Duration>,
+    observed: Option<status::Observed>,
 ) -> Result<(Action, &'static str), Error> {
-    let generation = listener.metadata.generation.unwrap_or_default();
-    let was = status::condition(listener.status.as_ref(), STALLED);
-    let new = status::stalled(listener.status.as_ref(), generation, stall, &status::now());
+    let meta = object.meta();
+    let generation = meta.generation.unwrap_or_default();
+    let old = current_status(ctx, object);
+    let was = status::condition(old.as_ref(), STALLED);
+    let mut new = status::stalled(base, generation, stall, &status::now());
+    if let Some(o) = observed {
+        new.replicas = o.replicas;
+        new.ready_replicas = o.ready;
+        new.ready = Some(status::ready_text(o));
+    }
     let same_stall = was.is_some_and(|c| c.status == "True" && c.message == stall.message);
-    write_status(ctx, listener, &new).await?;
+    write_status_of(ctx, meta, old.as_ref(), &new).await?;
     if !same_stall {
-        tracing::warn!(listener = %listener.name_any(), namespace = ?listener.namespace(), reason = stall.reason, message = %stall.message, "stalled");
+        tracing::warn!(listener = ?meta.name, namespace = ?meta.namespace, reason = stall.reason, message = %stall.message, "stalled");
         publish(
             &ctx.recorder,
-            listener,
+            object,
             EventType::Warning,
             stall.reason,
             stall.message.clone(),
@@ -340,49 +539,82 @@ async fn stalled(
         )
         .await;
     }
-    Ok((Action::await_change(), "stalled"))
+    Ok((
+        retry.map_or_else(Action::await_change, Action::requeue),
+        "stalled",
+    ))
 }
 
-/// Writes `status` unless it is what the object already says.
+/// The status the object has now, as far as it is readable.
+fn current_status<K: Resource>(ctx: &Context, object: &K) -> Option<EsmtpListenerStatus> {
+    let meta = object.meta();
+    let key = ObjectRef::new(meta.name.as_deref().unwrap_or_default())
+        .within(meta.namespace.as_deref().unwrap_or_default());
+    ctx.stores
+        .listeners
+        .get(&key)
+        .and_then(|g| g.status().cloned())
+}
+
+/// Writes `status` unless it is what the object already says (`old`).
 async fn write_status(
     ctx: &Context,
     listener: &EsmtpListener,
+    old: Option<&EsmtpListenerStatus>,
     new: &EsmtpListenerStatus,
 ) -> Result<(), kube::Error> {
-    if listener.status.as_ref() == Some(new) {
+    write_status_of(ctx, &listener.metadata, old, new).await
+}
+
+async fn write_status_of(
+    ctx: &Context,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    old: Option<&EsmtpListenerStatus>,
+    new: &EsmtpListenerStatus,
+) -> Result<(), kube::Error> {
+    if old == Some(new) {
         return Ok(());
     }
-    let api: Api<EsmtpListener> = Api::namespaced(
+    // Read the answer tolerantly too: the object may be one the operator cannot parse.
+    let api: Api<Guarded> = Api::namespaced(
         ctx.client.clone(),
-        &listener.namespace().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or_default(),
     );
     api.patch_status(
-        &listener.name_any(),
+        meta.name.as_deref().unwrap_or_default(),
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
+        &Patch::Merge(json!({ "status": status_patch(old, new) })),
     )
     .await?;
     Ok(())
 }
 
+/// The merge patch from `old` to `new`: `new`, with `null` for each field `old` has and
+/// `new` leaves out (a merge patch keeps what it does not mention).
+fn status_patch(old: Option<&EsmtpListenerStatus>, new: &EsmtpListenerStatus) -> serde_json::Value {
+    let mut patch = serde_json::to_value(new).expect("a status serializes");
+    if let (Some(old), Some(map)) = (
+        old.and_then(|o| serde_json::to_value(o).ok()),
+        patch.as_object_mut(),
+    ) && let Some(old) = old.as_object()
+    {
+        for key in old.keys() {
+            map.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
+}
+
 /// After an error: retry with a per-object exponential backoff, and say so in an Event.
-pub fn error_policy(listener: Arc<EsmtpListener>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(listener: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.errors.inc();
-    let failures = {
-        let mut map = ctx
-            .failures
-            .lock()
-            .expect("the failure map is never poisoned");
-        let n = map.entry(ObjectRef::from_obj(&*listener)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
+    let failures = failed_again(&ctx, &listener);
     let delay = backoff(failures);
     let note = format!("{error}; retrying in {}s", delay.as_secs());
     tokio::spawn(async move {
         publish(
             &ctx.recorder,
-            &listener,
+            &*listener,
             EventType::Warning,
             "ReconcileFailed",
             note,
@@ -402,6 +634,18 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_patch_clears_what_the_new_status_leaves_out() {
+        let old = EsmtpListenerStatus {
+            retained_claims: vec!["mx-spool-1".into()],
+            ..EsmtpListenerStatus::default()
+        };
+        let patch = status_patch(Some(&old), &EsmtpListenerStatus::default());
+        assert_eq!(patch["retainedClaims"], serde_json::Value::Null);
+        assert!(patch.as_object().unwrap().contains_key("retainedClaims"));
+        assert_eq!(patch["replicas"], 0);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

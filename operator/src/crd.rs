@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::{Affinity, ResourceRequirements, Toleration},
+    api::core::v1::{
+        Affinity, EnvVar, LocalObjectReference, PodSecurityContext, ResourceRequirements,
+        Toleration, TopologySpreadConstraint, Volume, VolumeMount,
+    },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::Condition},
 };
 use kube::{CustomResource, CustomResourceExt};
@@ -25,7 +28,7 @@ pub const MAX_REPLICAS: i32 = 64;
 /// The most IP networks in one `relayHosts` or `relayFrom` list.
 pub const MAX_NETWORKS: usize = 64;
 /// The most entries in one listener's `domains` map.
-pub const MAX_DOMAINS: usize = 128;
+pub const MAX_DOMAINS: usize = 64;
 /// The longest `metadata.name`: children append `-config`, `-spool-NN` and use it as a label value.
 pub const MAX_NAME_LEN: usize = 50;
 
@@ -45,17 +48,22 @@ pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/postern/postern:", env!("CARGO_
     category = "postern",
     status = "EsmtpListenerStatus",
     doc = "A group of Postern ESMTP listeners: one ConfigMap, a Deployment and spool claim per replica, a Service and a PodDisruptionBudget.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].status"#,
-        description = "Whether every replica serves the current generation"
+        json_path = ".status.ready",
+        description = "Replicas that are ready with the current generation, of those desired"
     ),
     printcolumn(
-        name = "Replicas",
-        type_ = "integer",
-        json_path = ".spec.replicas",
-        description = "Desired replicas"
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
+        description = "Why the listener is or is not Ready"
     ),
     printcolumn(
         name = "Listen",
@@ -80,7 +88,8 @@ pub struct EsmtpListenerSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 64))]
     pub replicas: i32,
-    /// The listener image; defaults to the Postern release matching the operator.
+    /// The listener image; defaults to the operator's `--listener-image` (the Postern
+    /// release matching the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
@@ -112,6 +121,64 @@ pub struct EsmtpListenerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub service_account_name: Option<String>,
+    /// Secrets with registry credentials for pulling the listener image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// The pods' PriorityClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// How the pods spread over the cluster. Unset: the replicas spread across nodes
+    /// (`kubernetes.io/hostname`, `maxSkew: 1`, `ScheduleAnyway`); `[]`: no constraint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Labels added to every listener pod (the operator's own labels win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Environment variables of the listener container, e.g. `VAULT_CACERT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<EnvVar>,
+    /// Extra volumes of the pods (e.g. a CA bundle for Vault).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub volumes: Vec<Volume>,
+    /// Where the extra volumes are mounted in the listener container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// The pods' security context. Unset: non-root, `RuntimeDefault` seccomp, and the
+    /// operator's `--listener-fs-group` (none on OpenShift, which assigns one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityContext>,
+    /// How a changed pod template is rolled out.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+}
+
+/// How a changed pod template reaches the replicas: one ordinal at a time, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Seconds one ordinal may take to become Available before the listener turns
+    /// `Stalled` (the Deployment's `progressDeadlineSeconds`).
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub progress_deadline_seconds: i32,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            progress_deadline_seconds: default_progress_deadline(),
+        }
+    }
+}
+
+fn default_progress_deadline() -> i32 {
+    600
 }
 
 /// When the kubelet pulls the listener image.
@@ -128,6 +195,13 @@ pub enum PullPolicy {
 /// The spool volume of each replica, and what happens to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "quantity(string(self.size)).compareTo(quantity(string(oldSelf.size))) >= 0",
+    "message": "storage.size may only grow: a bound claim cannot shrink",
+}, {
+    "rule": "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
+    "message": "storage.storageClassName is immutable: the existing claims keep their class",
+}]))]
 pub struct StorageSpec {
     /// Size of each replica's spool claim.
     #[serde(default = "default_size")]
@@ -207,6 +281,19 @@ pub struct EsmtpListenerStatus {
     /// Listener pods that are ready and run the current generation.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// `ready/desired`, e.g. `2/3` (the `Ready` printer column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// The label selector of the listener's pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// The listener image the replicas are rolled to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Spool claims of ordinals past `replicas` that were kept (`whenScaled: Retain`),
+    /// with the messages still in them; an ordinal that comes back takes its claim again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained_claims: Vec<String>,
     /// Ports the Service exposes, e.g. `25,587`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
@@ -276,6 +363,7 @@ pub fn crd()
         };
         let mut value = serde_json::to_value(&*schema).expect("a schema serializes");
         bound_strings(&mut value);
+        refuse_inline_tokens(&mut value);
         value["x-kubernetes-validations"] = json!([
             {
                 "rule": format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
@@ -304,12 +392,24 @@ fn bound_strings(schema: &mut Value) {
     if is_string && (has_rules || has_pattern) && !map.contains_key("maxLength") {
         map.insert("maxLength".into(), json!(64));
     }
-    // The API server knows int32 and int64 only; schemars' unsigned formats earn a warning.
-    if matches!(
-        map.get("format").and_then(Value::as_str),
-        Some("uint32" | "uint64")
-    ) {
-        map.remove("format");
+    // Every integer gets the bounds of its Rust type, so the API server refuses what the
+    // operator could not read; the API server knows int32 and int64 only, so schemars'
+    // unsigned formats (which earn a warning) go.
+    let bounds = match map.get("format").and_then(Value::as_str) {
+        Some("uint32") => Some((0, i64::from(u32::MAX))),
+        // The API server reads bounds as doubles: the largest integer a double holds exactly.
+        Some("uint64") => Some((0, (1_i64 << 53) - 1)),
+        Some("uint16") => Some((0, i64::from(u16::MAX))),
+        Some("uint8") => Some((0, i64::from(u8::MAX))),
+        Some("int32") => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+        _ => None,
+    };
+    if let Some((min, max)) = bounds {
+        map.entry("minimum").or_insert_with(|| json!(min));
+        map.entry("maximum").or_insert_with(|| json!(max));
+        if map.get("format").and_then(Value::as_str) != Some("int32") {
+            map.remove("format");
+        }
     }
     let is_array = map.get("type") == Some(&json!("array"));
     if is_array && !map.contains_key("maxItems") && map.get("items").is_some_and(has_rule) {
@@ -331,6 +431,39 @@ fn bound_strings(schema: &mut Value) {
     }
 }
 
+/// Adds a rule refusing `vaultToken` to every key source: an inline token would be
+/// written into the listener's ConfigMap (use `vaultTokenSecret` or `vaultRole`).
+fn refuse_inline_tokens(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        return;
+    };
+    if map
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|p| p.contains_key("vaultToken"))
+    {
+        let rules = map
+            .entry("x-kubernetes-validations")
+            .or_insert_with(|| json!([]));
+        if let Some(rules) = rules.as_array_mut() {
+            rules.push(json!({
+                "rule": "!has(self.vaultToken)",
+                "message": INLINE_TOKEN_MESSAGE,
+            }));
+        }
+    }
+    for value in map.values_mut() {
+        match value {
+            Value::Object(_) => refuse_inline_tokens(value),
+            Value::Array(items) => items.iter_mut().for_each(refuse_inline_tokens),
+            _ => {}
+        }
+    }
+}
+
+/// Why an inline `vaultToken` is refused, at admission and by the operator.
+pub const INLINE_TOKEN_MESSAGE: &str = "vaultToken is not allowed in an EsmtpListener: it would be written into a ConfigMap in plain text; put the token in a Secret and use vaultTokenSecret, or use vaultRole";
+
 /// Whether a schema or anything inside it carries a CEL rule.
 fn has_rule(schema: &Value) -> bool {
     match schema {
@@ -351,8 +484,8 @@ pub fn crd_yaml() -> String {
 }
 
 impl EsmtpListener {
-    /// The listener image: `spec.image`, else [`DEFAULT_IMAGE`].
-    pub fn image(&self) -> &str {
-        self.spec.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    /// The listener image: `spec.image`, else `default` (the operator's `--listener-image`).
+    pub fn image<'a>(&'a self, default: &'a str) -> &'a str {
+        self.spec.image.as_deref().unwrap_or(default)
     }
 }

@@ -5,6 +5,8 @@
 //! dereference (the keys of the Secrets the spec names, [`dereference`]) → validate
 //! ([`validate`]) → build the desired objects, purely ([`build`]) → server-side apply
 //! them and prune surplus replicas ([`apply`]) → write `status` ([`status`]).
+//! [`tolerant`] reads `EsmtpListener`s so one that cannot be parsed stalls alone;
+//! [`rollout`] decides, purely, which replica may change next.
 //! [`controller`] wires the steps to kube's `Controller`, [`leader`] elects one active
 //! instance, [`server`] serves `/metrics`, `/livez` and `/readyz` ([`metrics`]), and
 //! [`rbac`] lists the permissions all of this needs.
@@ -17,6 +19,8 @@ pub mod dereference;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
+pub mod rollout;
 pub mod server;
 pub mod status;
+pub mod tolerant;
 pub mod validate;

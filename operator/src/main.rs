@@ -1,11 +1,12 @@
 //! `postern-operator`: `crd` prints the CustomResourceDefinition, `run` runs the
 //! controller (with leader election and `/metrics`, `/livez`, `/readyz`).
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use postern_operator::{
+    build::Defaults,
     controller::{self, Options},
     crd,
     leader::{self, LeaseOptions},
@@ -16,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Reconciles EsmtpListener resources into running Postern ESMTP listeners.
 #[derive(Parser, Debug)]
-#[command(name = "postern-operator", version)]
+#[command(name = "postern-operator", version, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +60,35 @@ struct RunArgs {
     /// This instance's identity in the Lease and in Events (default: $POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// The listener image of EsmtpListeners without `spec.image` (e.g. a mirror in an
+    /// air-gapped registry).
+    #[arg(long, env = "POSTERN_LISTENER_IMAGE", default_value = postern_operator::crd::DEFAULT_IMAGE)]
+    listener_image: String,
+    /// The listener pods' fsGroup (so the spool is writable), or `none` to leave it to
+    /// the platform (OpenShift's restricted-v2 assigns one).
+    #[arg(long, env = "POSTERN_LISTENER_FS_GROUP", default_value = "65532", value_parser = parse_fs_group)]
+    listener_fs_group: FsGroup,
 }
+
+/// `--listener-fs-group`: a group id, or none.
+#[derive(Clone, Copy, Debug)]
+struct FsGroup(Option<i64>);
+
+fn parse_fs_group(s: &str) -> Result<FsGroup, String> {
+    if s == "none" {
+        return Ok(FsGroup(None));
+    }
+    s.parse::<i64>()
+        .ok()
+        .filter(|g| *g > 0)
+        .map(|g| FsGroup(Some(g)))
+        .ok_or_else(|| format!("'{s}' is not a group id above 0 or 'none'"))
+}
+
+/// How long the controller may take to stop after SIGTERM before the process exits anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long releasing the Lease may take on the way out.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -138,17 +167,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     metrics.leader.set(1);
 
+    // Ready again only once the controller's caches are filled.
+    ready.set(false);
     let options = Options {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         instance: Some(identity),
+        defaults: Defaults {
+            image: args.listener_image.clone(),
+            fs_group: args.listener_fs_group.0,
+        },
+        readiness: Some(ready.clone()),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stop_rx.await;
     };
-    ready.set(true);
-    tracing::info!(namespace = ?args.namespace, "controller starting");
+    tracing::info!(namespace = ?args.namespace, image = %args.listener_image, "controller starting");
     let controller = tokio::spawn(controller::run(client, metrics.clone(), options, shutdown));
 
     let mut leadership = leadership;
@@ -162,11 +197,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ = lost => Err(anyhow::anyhow!("lost the leader lease; exiting so that a restart rejoins the election")),
         _ = shutdown_signal() => Ok(()),
     };
+    // Reconciles in flight may finish; one waiting on caches that never fill (the API
+    // server gone) must not keep the process alive.
     let _ = stop_tx.send(());
-    let _ = controller.await;
+    if tokio::time::timeout(STOP_TIMEOUT, controller)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the controller did not stop in time; exiting anyway");
+    }
     metrics.leader.set(0);
-    if let Some(l) = leadership {
-        l.release().await;
+    if let Some(l) = leadership
+        && tokio::time::timeout(RELEASE_TIMEOUT, l.release())
+            .await
+            .is_err()
+    {
+        tracing::warn!("cannot release the leader lease in time; it expires by itself");
     }
     outcome
 }

@@ -31,6 +31,13 @@ pub struct VerbLabel {
     pub verb: String,
 }
 
+/// The kind of a watched resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// E.g. `EsmtpListener`, `Deployment`, `Secret`.
+    pub kind: String,
+}
+
 /// The operator's metrics, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -45,6 +52,8 @@ pub struct Metrics {
     pub requests: Family<VerbLabel, Counter>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
+    /// Failed list or watch calls, by watched kind (each is retried with a backoff).
+    pub watch_errors: Family<KindLabel, Counter>,
     total_requests: Arc<AtomicU64>,
 }
 
@@ -63,6 +72,12 @@ impl Metrics {
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let requests = Family::<VerbLabel, Counter>::default();
         let leader = Gauge::default();
+        let watch_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "watch_errors",
+            "Failed list or watch calls by kind, retried with a backoff",
+            watch_errors.clone(),
+        );
         registry.register(
             "reconciles",
             "Finished reconciles by outcome",
@@ -95,6 +110,7 @@ impl Metrics {
             duration,
             requests,
             leader,
+            watch_errors,
             total_requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -107,6 +123,20 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(seconds);
+    }
+
+    /// Counts one failed list or watch of `kind`.
+    pub fn watch_error(&self, kind: &str) {
+        self.watch_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// Failed lists or watches of `kind` so far.
+    pub fn watch_errors_of(&self, kind: &str) -> u64 {
+        self.watch_errors
+            .get(&KindLabel { kind: kind.into() })
+            .map_or(0, |c| c.get())
     }
 
     /// Counts one API request.
@@ -197,7 +227,12 @@ mod tests {
         ));
         m.request(verb_of(&http::Method::PATCH, None));
         m.reconciled("ready", 0.01);
+        m.watch_error("Secret");
         let text = m.encode();
+        assert!(
+            text.contains(r#"postern_operator_watch_errors_total{kind="Secret"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"postern_operator_api_requests_total{verb="watch"} 1"#),
             "{text}"

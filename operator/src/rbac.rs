@@ -15,16 +15,22 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// The rules for reconciling: watched kinds, the kinds it makes, Secrets read-only, Events.
+/// The rules for reconciling: watched kinds, the kinds it makes (`get` to check who
+/// owns an object of the same name before the first apply), Secrets and pods read-only
+/// (Secrets as metadata), Events.
 pub fn controller_rules() -> Vec<PolicyRule> {
-    let own = ["list", "watch", "create", "patch"];
-    let own_and_delete = ["list", "watch", "create", "patch", "delete"];
+    let own = ["get", "list", "watch", "create", "patch"];
+    let own_and_delete = ["get", "list", "watch", "create", "patch", "delete"];
     vec![
         rule("postern.io", &["esmtplisteners"], &["list", "watch"]),
         rule("postern.io", &["esmtplisteners/status"], &["patch"]),
-        rule("", &["configmaps", "services"], &own),
-        rule("", &["persistentvolumeclaims"], &own_and_delete),
-        rule("", &["secrets"], &["list", "watch"]),
+        rule("", &["services"], &own),
+        rule(
+            "",
+            &["configmaps", "persistentvolumeclaims"],
+            &own_and_delete,
+        ),
+        rule("", &["secrets", "pods"], &["list", "watch"]),
         rule("apps", &["deployments"], &own_and_delete),
         rule("policy", &["poddisruptionbudgets"], &own_and_delete),
         rule("events.k8s.io", &["events"], &["create", "patch"]),

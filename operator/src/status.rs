@@ -34,6 +34,11 @@ impl Observed {
     }
 }
 
+/// `ready/desired` for the `Ready` printer column.
+pub fn ready_text(observed: Observed) -> String {
+    format!("{}/{}", observed.ready, observed.desired)
+}
+
 /// Whether a replica's Deployment has rolled out its current template and is ready.
 pub fn deployment_current(d: &Deployment) -> bool {
     let generation = d.metadata.generation.unwrap_or(0);
@@ -124,6 +129,10 @@ pub fn progressing(
         ready_replicas: observed.ready,
         listen: Some(listen),
         config_hash: Some(config_hash),
+        ready: Some(ready_text(observed)),
+        selector: old.and_then(|s| s.selector.clone()),
+        image: old.and_then(|s| s.image.clone()),
+        retained_claims: old.map(|s| s.retained_claims.clone()).unwrap_or_default(),
         conditions: set_conditions(
             old_conditions,
             vec![
@@ -193,6 +202,31 @@ pub fn stalled(
         ),
         ..base
     }
+}
+
+/// Status after a failure worth retrying: `Reconciling=True` says what failed and that
+/// it is retried; `Ready` and `Stalled` stay as they were.
+pub fn retrying(
+    old: Option<&EsmtpListenerStatus>,
+    generation: i64,
+    message: String,
+    now: &Time,
+) -> EsmtpListenerStatus {
+    let mut base = old.cloned().unwrap_or_default();
+    let updated = set_conditions(
+        &base.conditions,
+        vec![Want {
+            type_: RECONCILING,
+            status: true,
+            reason: "RetryingAfterError",
+            message,
+        }],
+        generation,
+        now,
+    );
+    base.conditions.retain(|c| c.type_ != RECONCILING);
+    base.conditions.extend(updated);
+    base
 }
 
 /// The condition of `type_` in `status`, if any.
@@ -331,6 +365,31 @@ mod tests {
             s4, s3,
             "a repeated stall changes nothing, so nothing is written"
         );
+    }
+
+    #[test]
+    fn a_retry_says_why_and_keeps_ready() {
+        let done = Observed {
+            desired: 1,
+            replicas: 1,
+            ready: 1,
+        };
+        let s1 = progressing(None, 1, done, "25".into(), "h".into(), &at(100));
+        let s2 = retrying(
+            Some(&s1),
+            1,
+            "Service 'mx': connection refused; retrying in 2s".into(),
+            &at(200),
+        );
+        assert_eq!(get(&s2, READY).status, "True");
+        let r = get(&s2, RECONCILING);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", "RetryingAfterError")
+        );
+        assert!(r.message.contains("connection refused"));
+        assert_eq!(s2.conditions.len(), 3);
+        assert_eq!(ready_text(done), "1/1");
     }
 
     #[test]

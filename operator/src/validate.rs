@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use postern_config::{Context, KeySource, VaultAuth, validate_listeners};
 
-use crate::crd::{EsmtpListener, EsmtpListenerSpec, MAX_NAME_LEN, MAX_REPLICAS};
+use crate::crd::{
+    EsmtpListener, EsmtpListenerSpec, INLINE_TOKEN_MESSAGE, MAX_NAME_LEN, MAX_REPLICAS,
+};
 
 /// Port of the listener's admin endpoint (`/livez`, `/readyz`, `/metrics`) inside the pod.
 pub const ADMIN_PORT: u16 = 8025;
@@ -68,24 +70,16 @@ pub struct SecretRef {
     pub field: String,
 }
 
-/// What the dereference step found: for each referenced Secret, its keys, or `None` when
-/// it does not exist.
+/// What the dereference step found: the referenced Secrets that exist. (Their keys are
+/// not known: the operator reads Secret metadata only. A missing key shows as the pod
+/// failing, which the operator reports as a stall.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SecretLookup(pub BTreeMap<String, Option<BTreeSet<String>>>);
+pub struct SecretLookup(pub BTreeSet<String>);
 
 impl SecretLookup {
-    /// A lookup in which every Secret the spec names exists with the keys it asks for.
+    /// A lookup in which every Secret the spec names exists.
     pub fn all_present(spec: &EsmtpListenerSpec) -> Self {
-        let mut found: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
-        for r in secret_refs(spec) {
-            found
-                .entry(r.name)
-                .or_insert_with(|| Some(BTreeSet::new()))
-                .as_mut()
-                .expect("inserted as present")
-                .insert(r.key);
-        }
-        Self(found)
+        Self(secret_refs(spec).into_iter().map(|r| r.name).collect())
     }
 }
 
@@ -240,8 +234,14 @@ pub fn validate(listener: &EsmtpListener, secrets: &SecretLookup) -> Result<Plan
                                 ),
                             ));
                         }
+                        VaultAuth::Token(_) => {
+                            return Err(Stall::new(
+                                "InlineVaultToken",
+                                format!("{field}: {INLINE_TOKEN_MESSAGE}"),
+                            ));
+                        }
                         VaultAuth::Kubernetes { .. } => vault_kubernetes_auth = true,
-                        VaultAuth::Token(_) | VaultAuth::TokenSecret(_) => {}
+                        VaultAuth::TokenSecret(_) => {}
                     }
                 }
                 Some(KeySource::Secret(_)) | None => {}
@@ -250,27 +250,14 @@ pub fn validate(listener: &EsmtpListener, secrets: &SecretLookup) -> Result<Plan
     }
 
     for r in secret_refs(spec) {
-        match secrets.0.get(&r.name) {
-            Some(Some(keys)) if keys.contains(&r.key) => {}
-            Some(Some(keys)) => {
-                let have = keys.iter().cloned().collect::<Vec<_>>().join(", ");
-                return Err(Stall::new(
-                    "SecretKeyNotFound",
-                    format!(
-                        "{}: Secret '{}' in namespace '{ns}' has no key '{}' (it has: {have}); add the key or fix the reference",
-                        r.field, r.name, r.key
-                    ),
-                ));
-            }
-            _ => {
-                return Err(Stall::new(
-                    "SecretNotFound",
-                    format!(
-                        "{}: Secret '{}' not found in namespace '{ns}'; create it or change the reference",
-                        r.field, r.name
-                    ),
-                ));
-            }
+        if !secrets.0.contains(&r.name) {
+            return Err(Stall::new(
+                "SecretNotFound",
+                format!(
+                    "{}: Secret '{}' not found in namespace '{ns}'; create it or change the reference",
+                    r.field, r.name
+                ),
+            ));
         }
     }
 
@@ -361,17 +348,14 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_lists_the_keys_there_are() {
-        let l = listener(MX);
-        let lookup = SecretLookup(BTreeMap::from([(
-            "mx-tls".into(),
-            Some(BTreeSet::from(["tls.crt".into(), "ca.crt".into()])),
-        )]));
-        let s = validate(&l, &lookup).unwrap_err();
-        assert_eq!(s.reason, "SecretKeyNotFound");
+    fn an_inline_vault_token_is_refused() {
+        let s = stall(
+            "listeners: [{listen: '0:25', tlsCertificate: {vaultMount: s, vaultPath: c, vaultAddress: 'https://v:8200', vaultToken: hvs.x}, tlsPrivateKey: {secretName: k}}]",
+        );
+        assert_eq!(s.reason, "InlineVaultToken");
         assert!(
             s.message
-                .contains("no key 'tls.key' (it has: ca.crt, tls.crt)"),
+                .starts_with("spec.listeners[0].tlsCertificate: vaultToken is not allowed"),
             "{}",
             s.message
         );

@@ -35,5 +35,17 @@ fn the_crd_is_namespaced_with_status_and_short_name() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Ready", "Replicas", "Listen", "Age"]);
+    assert_eq!(columns, ["Ready", "Reason", "Listen", "Age"]);
+    let scale = version
+        .subresources
+        .as_ref()
+        .unwrap()
+        .scale
+        .as_ref()
+        .expect("the scale subresource (kubectl scale)");
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
 }

@@ -15,7 +15,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::core::v1::ConfigMap;
 use postern_e2e::require_cluster;
 use postern_operator::{build::configmap::CONFIG_KEY, crd::EsmtpListener};
 use serde_yaml::Value;
@@ -109,7 +108,7 @@ listeners:
     )
     .await?;
     wait_ready(&api, "mx").await?;
-    let cm = ns.api::<ConfigMap>().get("mx-config").await?;
+    let cm = support::current_config(&ns, "mx").await?;
     let rendered = cm
         .data
         .as_ref()

@@ -88,7 +88,7 @@ async fn e2e_apply_becomes_ready_and_a_change_rolls_the_pods() -> Result<()> {
     ensure!(s.listen.as_deref() == Some("25,2026"), "{s:?}");
 
     // What it made: the config, one Deployment and claim, the Service; no PDB for one replica.
-    let cm = ns.api::<ConfigMap>().get("mx-config").await?;
+    let cm = support::current_config(&ns, "mx").await?;
     let text = cm
         .data
         .as_ref()
@@ -129,7 +129,7 @@ async fn e2e_apply_becomes_ready_and_a_change_rolls_the_pods() -> Result<()> {
     .await?;
     let l = wait_condition(&api, "mx", READY, "True", 2).await?;
     ensure!(l.status.as_ref().unwrap().observed_generation == Some(2));
-    let cm = ns.api::<ConfigMap>().get("mx-config").await?;
+    let cm = support::current_config(&ns, "mx").await?;
     ensure!(cm.data.unwrap()["config.yaml"].contains("mx2.example.com"));
     let after = ns.api::<Deployment>().get("mx-0").await?;
     let hash_after = template_hash(&after).context("config hash")?;
@@ -213,6 +213,21 @@ async fn e2e_scale_one_to_three_to_one() -> Result<()> {
     ensure!(
         names(&owned::<PersistentVolumeClaim>(&ns, "kept").await?)
             == set(&["kept-spool-0", "kept-spool-1"])
+    );
+    // The kept claim is listed in status until an ordinal takes it back.
+    let retained = poll("kept-spool-1 in status.retainedClaims", TIMEOUT, || async {
+        let l = api.get("kept").await?;
+        let claims = l.status.map(|s| s.retained_claims).unwrap_or_default();
+        Ok((claims == ["kept-spool-1"]).then_some(claims))
+    })
+    .await?;
+    ensure!(retained.len() == 1);
+    apply_listener(&api, "kept", &format!("{MX}replicas: 2\n")).await?;
+    let l = wait_condition(&api, "kept", READY, "True", 3).await?;
+    ensure!(
+        l.status.as_ref().unwrap().retained_claims.is_empty(),
+        "{:?}",
+        l.status
     );
 
     operator.stop().await;
@@ -388,6 +403,41 @@ async fn e2e_invalid_objects_are_rejected_with_the_cel_message() -> Result<()> {
             "externalTrafficPolicy needs service.type NodePort or LoadBalancer",
         ),
         (
+            "host-bits",
+            "listeners: [{listen: '0:25', relayHosts: [10.0.0.1/24]}]",
+            "a CIDR block with zero host bits",
+        ),
+        (
+            "bare-number",
+            "listeners: [{listen: '0:25', clientTimeout: '60'}]",
+            "clientTimeout",
+        ),
+        (
+            "bad-address",
+            "listeners: [{listen: '300.1.1.1:25'}]",
+            "the address must be an IPv4 address",
+        ),
+        (
+            "too-big",
+            "listeners: [{listen: '0:25', maxRecipientsPerMessage: 5000000000}]",
+            "maxRecipientsPerMessage",
+        ),
+        (
+            "inline-token",
+            "listeners: [{listen: '0:25', tlsCertificate: {vaultMount: s, vaultPath: c, vaultAddress: 'https://v', vaultToken: hvs.x}, tlsPrivateKey: {secretName: k}}]",
+            "vaultToken is not allowed in an EsmtpListener",
+        ),
+        (
+            "vault-shape",
+            "listeners: [{listen: '0:25', tlsCertificate: {vaultMount: s, vaultPath: c, vaultRole: r, vaultTokenSecret: {name: a, key: b}}, tlsPrivateKey: {secretName: k}}]",
+            "give at most one of 'vaultToken'",
+        ),
+        (
+            "path-shape",
+            "listeners: [{listen: '0:25', tlsCertificate: {path: /c, vaultRole: r}, tlsPrivateKey: {secretName: k}}]",
+            "'path' takes no other fields",
+        ),
+        (
             "9starts-with-a-digit",
             "listeners: [{listen: '0:25'}]",
             "metadata.name must start with a letter",
@@ -403,6 +453,36 @@ async fn e2e_invalid_objects_are_rejected_with_the_cel_message() -> Result<()> {
             "{name}: expected '{message}' in: {text}"
         );
     }
+    // Claims may only grow, and keep their storage class.
+    apply_listener(
+        &api,
+        "claims",
+        "listeners: [{listen: '0:25'}]\nstorage: {size: 2Gi}",
+    )
+    .await?;
+    for (spec, message) in [
+        (
+            "listeners: [{listen: '0:25'}]\nstorage: {size: 1Gi}",
+            "storage.size may only grow",
+        ),
+        (
+            "listeners: [{listen: '0:25'}]\nstorage: {size: 2Gi, storageClassName: other}",
+            "storage.storageClassName is immutable",
+        ),
+    ] {
+        let err = apply_listener(&api, "claims", spec)
+            .await
+            .err()
+            .with_context(|| format!("{spec} was accepted"))?;
+        let text = format!("{err:#}");
+        ensure!(text.contains(message), "expected '{message}' in: {text}");
+    }
+    apply_listener(
+        &api,
+        "claims",
+        "listeners: [{listen: '0:25'}]\nstorage: {size: 3Gi}",
+    )
+    .await?;
     ns.cleanup().await
 }
 
@@ -499,11 +579,13 @@ async fn e2e_a_spec_the_api_server_refuses_stalls_with_its_reason() -> Result<()
     apply_listener(&api, "mx", "listeners: [{listen: '0:25'}]").await?;
     wait_ready(&api, "mx").await?;
 
-    // A bound claim's storage class cannot change: the API server refuses the apply.
+    // A Service annotation the API server refuses: the listener stalls naming the
+    // Service, while the unrelated change (the hostname) still reaches the config and
+    // the Deployment.
     apply_listener(
         &api,
         "mx",
-        "listeners: [{listen: '0:25'}]\nstorage: {storageClassName: another-class}",
+        "listeners: [{listen: '0:25', hostname: changed.example.com}]\nservice: {annotations: {'not a key!': x}}",
     )
     .await?;
     let l = wait_condition(&api, "mx", STALLED, "True", 2).await?;
@@ -517,10 +599,25 @@ async fn e2e_a_spec_the_api_server_refuses_stalls_with_its_reason() -> Result<()
         .unwrap()
         .clone();
     ensure!(stalled.reason == "Rejected", "{stalled:?}");
-    ensure!(stalled.message.contains("immutable"), "{stalled:?}");
+    ensure!(
+        stalled
+            .message
+            .contains("the API server refused Service 'mx'"),
+        "{stalled:?}"
+    );
+    let cm = support::current_config(&ns, "mx").await?;
+    ensure!(
+        cm.data.unwrap()["config.yaml"].contains("changed.example.com"),
+        "the config did not follow while the Service was refused"
+    );
 
     // Putting it back heals it.
-    apply_listener(&api, "mx", "listeners: [{listen: '0:25'}]").await?;
+    apply_listener(
+        &api,
+        "mx",
+        "listeners: [{listen: '0:25', hostname: changed.example.com}]",
+    )
+    .await?;
     wait_condition(&api, "mx", READY, "True", 3).await?;
 
     operator.stop().await;
@@ -610,7 +707,7 @@ spec:
         .split_whitespace()
         .collect();
     ensure!(
-        header == ["NAME", "READY", "REPLICAS", "LISTEN", "AGE"],
+        header == ["NAME", "READY", "REASON", "LISTEN", "AGE"],
         "{table}"
     );
     let row: Vec<_> = lines
@@ -619,7 +716,7 @@ spec:
         .split_whitespace()
         .collect();
     ensure!(
-        row.get(..4) == Some(&["mx", "True", "1", "25,587"][..]),
+        row.get(..4) == Some(&["mx", "1/1", "Available", "25,587"][..]),
         "{table}"
     );
 

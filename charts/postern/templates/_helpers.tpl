@@ -45,13 +45,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The operator image: repository@digest, else repository:tag (tag defaults to appVersion). */}}
-{{- define "postern.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{/*
+An image reference from a dict with repository, tag, digest and the chart root:
+repository@digest, else repository:tag (tag defaults to appVersion); with
+.Values.imageRegistry the repository's own registry (a first path segment with a
+dot or colon) is replaced by it.
+*/}}
+{{- define "postern.imageRef" -}}
+{{- $repo := .image.repository }}
+{{- with .root.Values.imageRegistry }}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) (regexReplaceAll "^[^/]*[.:][^/]*/" $repo "") }}
 {{- end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repo .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default .root.Chart.AppVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image. */}}
+{{- define "postern.image" -}}
+{{- include "postern.imageRef" (dict "image" .Values.image "root" .) }}
+{{- end }}
+
+{{/* The default listener image, handed to the operator. */}}
+{{- define "postern.listenerImage" -}}
+{{- include "postern.imageRef" (dict "image" .Values.listener.image "root" .) }}
 {{- end }}
 
 {{/*
@@ -73,23 +92,25 @@ a token of this ServiceAccount, so a missing verb fails a test.
 - apiGroups: ["postern.io"]
   resources: ["esmtplisteners/finalizers"]
   verbs: ["update"]
-# What it creates: cached (list+watch), server-side applied (create+patch: an
-# apply that creates an object needs create), and deleted on scale-down.
+# What it creates: cached (list+watch), looked up by name before the first apply so an
+# object it does not own is never adopted (get), server-side applied (create+patch),
+# and deleted: replicas on scale-down, ConfigMaps of finished rollouts.
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
-  verbs: ["list", "watch", "create", "patch"]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
-  resources: ["persistentvolumeclaims"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  resources: ["configmaps", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
-# TLS and Vault-token Secrets: read-only, and only their keys are looked at.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# TLS and Vault-token Secrets: read-only and watched as metadata only (whether they
+# exist; no value is ever read). Listener pods: read-only (crash loops, pull errors).
 - apiGroups: [""]
-  resources: ["secrets"]
+  resources: ["secrets", "pods"]
   verbs: ["list", "watch"]
 # Events about EsmtpListeners (events.k8s.io/v1; patch updates a repeated event's series).
 - apiGroups: ["events.k8s.io"]

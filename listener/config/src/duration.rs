@@ -46,6 +46,10 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// The durations `humantime` reads: whole numbers with units, e.g. `30s`, `1h 30m`,
+/// `2 minutes` (what the CRD admits; the parser refuses the rest anyway).
+pub const DURATION_PATTERN: &str = "^\\s*([0-9]+\\s*(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\\s*)+$";
+
 impl JsonSchema for HumanDuration {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "HumanDuration".into()
@@ -55,7 +59,11 @@ impl JsonSchema for HumanDuration {
         json_schema!({
             "type": "string",
             "description": "A duration with units, e.g. '1 minute', '30s', '5m', '1h 30m'.",
-            "pattern": "^\\s*[0-9]",
+            "pattern": DURATION_PATTERN,
+            "x-kubernetes-validations": [{
+                "rule": "!self.matches('^\\\\s*(0+\\\\s*[^0-9\\\\s]+\\\\s*)+$')",
+                "message": "must be a positive duration",
+            }],
         })
     }
 }

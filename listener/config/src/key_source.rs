@@ -290,6 +290,21 @@ impl JsonSchema for KeySource {
             }, {
                 "rule": "!has(self.vaultMount) || has(self.vaultPath)",
                 "message": "a Vault source needs vaultPath",
+            }, {
+                "rule": "!has(self.path) || !(has(self.vaultPath) || has(self.vaultKey) || has(self.vaultAddress) || has(self.vaultToken) || has(self.vaultTokenFile) || has(self.vaultTokenSecret) || has(self.vaultRole) || has(self.vaultAuthMount) || has(self.key))",
+                "message": "'path' takes no other fields",
+            }, {
+                "rule": "!has(self.secretName) || !(has(self.vaultPath) || has(self.vaultKey) || has(self.vaultAddress) || has(self.vaultToken) || has(self.vaultTokenFile) || has(self.vaultTokenSecret) || has(self.vaultRole) || has(self.vaultAuthMount))",
+                "message": "'secretName' takes only 'key'",
+            }, {
+                "rule": "!has(self.key) || has(self.secretName)",
+                "message": "'key' belongs to 'secretName'; Vault sources use 'vaultKey'",
+            }, {
+                "rule": "[has(self.vaultToken), has(self.vaultTokenFile), has(self.vaultTokenSecret), has(self.vaultRole)].filter(x, x).size() <= 1",
+                "message": "give at most one of 'vaultToken', 'vaultTokenFile', 'vaultTokenSecret' and 'vaultRole'",
+            }, {
+                "rule": "!has(self.vaultAuthMount) || has(self.vaultRole)",
+                "message": "'vaultAuthMount' goes with 'vaultRole'",
             }]),
         );
         schema

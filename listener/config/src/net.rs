@@ -73,9 +73,10 @@ impl JsonSchema for IpNetwork {
         json_schema!({
             "type": "string",
             "description": "An IP address or a CIDR block with zero host bits, e.g. 127.0.0.1, ::1, 10.0.0.0/24.",
+            "maxLength": 43,
             "x-kubernetes-validations": [{
-                "rule": "isIP(self) || isCIDR(self)",
-                "message": "must be an IP address such as 10.0.0.1 or a CIDR block such as 10.0.0.0/24",
+                "rule": "isIP(self) || (isCIDR(self) && cidr(self).masked() == cidr(self))",
+                "message": "must be an IP address such as 10.0.0.1 or a CIDR block with zero host bits such as 10.0.0.0/24",
             }],
         })
     }
@@ -121,7 +122,12 @@ impl JsonSchema for ListenAddr {
         json_schema!({
             "type": "string",
             "description": "IP:PORT, [IPv6]:PORT, or 0:PORT for all IPv4 addresses, e.g. 0.0.0.0:2525.",
+            "maxLength": 47,
             "pattern": "^(0|[0-9.]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$",
+            "x-kubernetes-validations": [{
+                "rule": "self.startsWith('0:') || (self.startsWith('[') ? isIP(self.substring(1, self.lastIndexOf(']'))) && ip(self.substring(1, self.lastIndexOf(']'))).family() == 6 : isIP(self.substring(0, self.lastIndexOf(':'))) && ip(self.substring(0, self.lastIndexOf(':'))).family() == 4)",
+                "message": "the address must be an IPv4 address, [IPv6] in brackets, or 0, e.g. 0.0.0.0:25 or [::]:25",
+            }],
         })
     }
 }

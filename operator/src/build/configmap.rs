@@ -13,7 +13,7 @@ use postern_config::{
 };
 
 use crate::{
-    build::{child_meta, config_map_name, labels},
+    build::{child_meta, config_map_name, labels, sha256_hex},
     crd::EsmtpListener,
     validate::{ADMIN_PORT, Plan, TLS_CERT_KEY, TLS_KEY_KEY},
 };
@@ -89,18 +89,19 @@ fn resolve(source: KeySource, default_key: &str) -> KeySource {
 /// The rendered file's text and its SHA-256 in hex.
 pub fn render_text(listener: &EsmtpListener, plan: &Plan) -> (String, String) {
     let text = serde_yaml::to_string(&render(listener, plan)).expect("a config serializes");
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let hash = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hash = sha256_hex(text.as_bytes());
     (text, hash)
 }
 
-/// The ConfigMap and the hash of the config it holds.
+/// The ConfigMap and the hash of the config it holds: immutable and named by the hash,
+/// so a rollout never changes the file under a running or restarting pod.
 pub fn build(listener: &EsmtpListener, plan: &Plan) -> (ConfigMap, String) {
     let name = listener.metadata.name.as_deref().unwrap_or_default();
     let (text, hash) = render_text(listener, plan);
     let config_map = ConfigMap {
-        metadata: child_meta(listener, config_map_name(name), labels(name), true),
+        metadata: child_meta(listener, config_map_name(name, &hash), labels(name), true),
         data: Some(BTreeMap::from([(CONFIG_KEY.into(), text)])),
+        immutable: Some(true),
         ..ConfigMap::default()
     };
     (config_map, hash)

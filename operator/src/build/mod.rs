@@ -31,6 +31,28 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "postern-operator";
 /// Pod-template annotation with the hash of the rendered config; a change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "postern.io/config-hash";
+/// Deployment annotation with the hash of everything the operator sets on it: the
+/// rollout compares it to tell an updated ordinal from one still to update.
+pub const SPEC_HASH_ANNOTATION: &str = "postern.io/spec-hash";
+
+/// What the operator fills in where a spec leaves a pod setting open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    /// The listener image when `spec.image` is unset (`--listener-image`).
+    pub image: String,
+    /// The pods' `fsGroup` when `spec.podSecurityContext` is unset (`--listener-fs-group`);
+    /// `None` leaves it to the platform (OpenShift's restricted-v2 assigns one).
+    pub fs_group: Option<i64>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            image: crate::crd::DEFAULT_IMAGE.into(),
+            fs_group: Some(deployment::LISTENER_UID),
+        }
+    }
+}
 
 /// Everything one `EsmtpListener` should own.
 #[derive(Clone, Debug)]
@@ -50,12 +72,12 @@ pub struct Desired {
 }
 
 /// Builds every object for `listener` from its validated `plan`.
-pub fn build(listener: &EsmtpListener, plan: &Plan) -> Desired {
+pub fn build(listener: &EsmtpListener, plan: &Plan, defaults: &Defaults) -> Desired {
     let (config_map, config_hash) = configmap::build(listener, plan);
     let replicas = u32::try_from(listener.spec.replicas).unwrap_or(0);
     Desired {
         deployments: (0..replicas)
-            .map(|i| deployment::build(listener, plan, i, &config_hash))
+            .map(|i| deployment::build(listener, plan, defaults, i, &config_hash))
             .collect(),
         claims: (0..replicas).map(|i| pvc::build(listener, i)).collect(),
         service: service::build(listener, plan),
@@ -65,9 +87,16 @@ pub fn build(listener: &EsmtpListener, plan: &Plan) -> Desired {
     }
 }
 
-/// Name of the ConfigMap holding the rendered config.
-pub fn config_map_name(listener: &str) -> String {
-    format!("{listener}-config")
+/// Name of the immutable ConfigMap holding the rendered config with SHA-256 `hash`:
+/// content-addressed, so a pod always mounts the config its Deployment names.
+pub fn config_map_name(listener: &str, hash: &str) -> String {
+    format!("{listener}-config-{}", &hash[..hash.len().min(10)])
+}
+
+/// SHA-256 of `text`, in hex.
+pub fn sha256_hex(text: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Name of replica `ordinal`'s Deployment.
@@ -135,6 +164,11 @@ pub(crate) mod tests {
         validate::{SecretLookup, validate},
     };
 
+    /// Builds with the operator's defaults.
+    pub(crate) fn build(l: &EsmtpListener, plan: &Plan) -> Desired {
+        super::build(l, plan, &Defaults::default())
+    }
+
     /// A listener named `mx` in `mail`, as the API server would return it.
     pub(crate) fn listener(yaml: &str) -> EsmtpListener {
         let spec: EsmtpListenerSpec = serde_yaml::from_str(yaml).expect("test spec parses");
@@ -179,7 +213,9 @@ replicas: 2
             .collect();
         assert_eq!(claims, ["mx-spool-0", "mx-spool-1"]);
         assert!(d.pdb.is_some());
-        assert_eq!(d.config_map.metadata.name.as_deref(), Some("mx-config"));
+        let cm_name = d.config_map.metadata.name.clone().unwrap();
+        assert_eq!(cm_name, format!("mx-config-{}", &d.config_hash[..10]));
+        assert_eq!(d.config_map.immutable, Some(true));
     }
 
     #[test]

@@ -25,8 +25,17 @@ use tokio::{sync::oneshot, task::JoinHandle};
 /// Generous for a loaded 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Held while a test changes the CRD, so tests running at once never see another's.
+pub static CRD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Applies the CRD the operator generates and waits until it is served.
 pub async fn install_crd(client: &Client) -> Result<()> {
+    let _held = CRD_LOCK.lock().await;
+    install_crd_unlocked(client).await
+}
+
+/// [`install_crd`] for a caller that holds [`CRD_LOCK`].
+pub async fn install_crd_unlocked(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crd::crd();
     let name = crd.metadata.name.clone().expect("the CRD has a name");
@@ -62,6 +71,15 @@ impl Operator {
 
     /// Starts the controller watching `ns` only, with the client `config`.
     pub async fn start_with(config: kube::Config, ns: &str) -> Result<Self> {
+        Self::start_with_defaults(config, ns, postern_operator::build::Defaults::default()).await
+    }
+
+    /// Starts the controller watching `ns` only, with the client `config` and `defaults`.
+    pub async fn start_with_defaults(
+        config: kube::Config,
+        ns: &str,
+        defaults: postern_operator::build::Defaults,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let client = counting_client(config, &metrics)?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -69,6 +87,8 @@ impl Operator {
             namespace: Some(ns.to_string()),
             concurrency: 8,
             instance: Some(format!("e2e-{ns}")),
+            defaults,
+            ..Options::default()
         };
         let task = tokio::spawn(controller::run(
             client,
@@ -166,4 +186,21 @@ pub async fn wait_condition(
 pub async fn wait_ready(api: &Api<EsmtpListener>, name: &str) -> Result<EsmtpListener> {
     let generation = api.get(name).await?.metadata.generation.unwrap_or(1);
     wait_condition(api, name, status::READY, "True", generation).await
+}
+
+/// The ConfigMap `name`'s pods run now: the one named by `status.configHash`.
+pub async fn current_config(
+    ns: &postern_e2e::TestNamespace,
+    name: &str,
+) -> Result<k8s_openapi::api::core::v1::ConfigMap> {
+    let l = ns.api::<EsmtpListener>().get(name).await?;
+    let hash = l
+        .status
+        .and_then(|s| s.config_hash)
+        .ok_or_else(|| anyhow!("{name} has no status.configHash"))?;
+    let cm_name = postern_operator::build::config_map_name(name, &hash);
+    ns.api::<k8s_openapi::api::core::v1::ConfigMap>()
+        .get(&cm_name)
+        .await
+        .with_context(|| format!("getting ConfigMap {cm_name}"))
 }
