@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{HumanDuration, IpNetwork, KeySource, ListenAddr};
+use crate::{DeliveryConfig, HumanDuration, IpNetwork, KeySource, ListenAddr};
 
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -30,6 +30,9 @@ pub struct ListenerConfig {
     /// DANGER: messages are lost if the process dies before they are written.
     #[serde(default)]
     pub deferred_spool: bool,
+    /// Where accepted mail is delivered (direct to MX by default) and how it is retried.
+    #[serde(default, skip_serializing_if = "DeliveryConfig::is_default")]
+    pub delivery: DeliveryConfig,
     /// Per-domain relay and report rules; keys are domains or `*.`-wildcards.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
@@ -127,6 +130,7 @@ impl Default for ListenerConfig {
             banner: default_banner(),
             client_timeout: default_client_timeout(),
             deferred_spool: false,
+            delivery: DeliveryConfig::default(),
             domains: BTreeMap::new(),
             hostname: None,
             listen: default_listen(),
