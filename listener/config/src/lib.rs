@@ -6,6 +6,7 @@
 //! format and the Kubernetes API cannot drift apart.
 
 mod delivery;
+mod domain_map;
 mod duration;
 mod error;
 mod file;
@@ -20,6 +21,7 @@ pub use delivery::{
     DEFAULT_SPOOL_HIGH_WATER_PERCENT, DeliveryConfig, OutboundTls, RouteConfig, Smarthost,
     SmarthostAuth,
 };
+pub use domain_map::DomainMap;
 pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use file::{
