@@ -4,7 +4,13 @@
 #   sink      postfix smtp-sink: an SMTP server that discards every message; the upper
 #             bound of the protocol path on this machine, with no storage at all;
 #   deferred  postern with `deferredSpool: true`: acknowledged from memory, no disk write;
-#   durable   postern with the default durable spool: fsynced (group commit) before 250.
+#   durable   postern with the default durable spool: fsynced (group commit) before 250;
+#   postfix   Postfix's own smtpd (Debian postfix), a private instance on its own loopback
+#             port with `defer_transports = smtp`, so every message it acknowledges stays
+#             in its durable queue (fsynced by cleanup), as Postern's durable spool does.
+# The kinds run interleaved (for each size and session count, one run of each in turn),
+# so a change in the machine's load hits all of them alike; at the end a table gives
+# Postern's durable msg/s as a multiple of Postfix's, smtp-sink's and deferred Postern's.
 # For each server, message size (SIZES, octets of body as smtp-source's -l) and number
 # of concurrent sessions (SESSIONS) it starts a fresh server, sends MESSAGES_<size>
 # messages with `smtp-source -d` (sessions stay connected, as KumoMTA's traffic-gen
@@ -12,30 +18,35 @@
 # messages/s and million messages/hour from wall time, server CPU per message
 # (/proc/PID/stat), the server's peak RSS (VmHWM) and, for postern, fsyncs per
 # message (`postern_spool_fsyncs_total`) and the mean time of one group commit
-# (`postern_spool_fsync_duration_seconds`), both from the admin endpoint. postern runs
+# (`postern_spool_fsync_duration_seconds`), both from the admin endpoint. For postfix the
+# CPU is that of its master and every child process (reaped children included) and the
+# RSS the sum of its live processes' peaks at the end of the run. postern runs
 # with `maxMessagesPerConnection: 1000000` so one session can send every message.
 #
 # Usage: bench/smtp-load.sh   (from anywhere; builds the release binary first)
 #   SKIP_BUILD=1  use target/release/postern-listener as it is
-#   SERVERS="sink deferred durable"  SIZES="1024 102400"  SESSIONS="1 10 50"
+#   SERVERS="sink postfix deferred durable"  SIZES="1024 102400"  SESSIONS="1 10 50"
 #   MESSAGES_1024=40000  MESSAGES_102400=10000  (any size: MESSAGES_<size>, default 2000)
 # Everything listens on 127.0.0.1 only; every process it starts is stopped on exit.
-# Needs: smtp-source and smtp-sink (Debian package postfix), curl, python3 (free ports).
+# Needs: smtp-source, smtp-sink and postfix (Debian package postfix), curl, python3 (free
+# ports); run as root (a Postfix instance needs its `postfix` user). scripts/install-deps
+# installs them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SMTP_SOURCE=${SMTP_SOURCE:-/usr/sbin/smtp-source}
 SMTP_SINK=${SMTP_SINK:-/usr/sbin/smtp-sink}
-SERVERS=${SERVERS:-"sink deferred durable"}
+SERVERS=${SERVERS:-"sink postfix deferred durable"}
 SIZES=${SIZES:-"1024 102400"}
 SESSIONS=${SESSIONS:-"1 10 50"}
 MESSAGES_1024=${MESSAGES_1024:-40000}
 MESSAGES_102400=${MESSAGES_102400:-10000}
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+POSTFIX=${POSTFIX:-/usr/sbin/postfix}
 BIN="$ROOT/target/release/postern-listener"
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in "$SMTP_SOURCE" "$SMTP_SINK" curl python3; do
+for tool in "$SMTP_SOURCE" "$SMTP_SINK" "$POSTFIX" postconf curl python3; do
     command -v "$tool" >/dev/null || {
         echo "smtp-load: $tool not found" >&2
         exit 1
@@ -52,9 +63,14 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-load.XXXXXX")
 SERVER_PID=""
+POSTFIX_CONF=""
 
 # Stops the server of the current run: SIGTERM, then SIGKILL after 5 s.
 stop_server() {
+    if [[ -n "$POSTFIX_CONF" ]]; then
+        "$POSTFIX" -c "$POSTFIX_CONF" stop >/dev/null 2>&1 || true
+        POSTFIX_CONF=""
+    fi
     local pid=$SERVER_PID
     SERVER_PID=""
     [[ -n "$pid" ]] || return 0
@@ -96,13 +112,75 @@ metric() {
         awk -v name="$2" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }'
 }
 
-# CPU ticks (user + system) used so far by process $1.
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
+# The live child processes of process $1.
+children() {
+    awk -v parent="$1" '$4 == parent { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true
 }
 
+# CPU ticks (user + system) used so far by process $1; for postfix also by its children,
+# reaped (cutime + cstime) and live.
+cpu_ticks() {
+    if [[ -n "$POSTFIX_CONF" ]]; then
+        local total child
+        total=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat")
+        for child in $(children "$1"); do
+            total=$((total + $(awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || echo 0)))
+        done
+        echo "$total"
+    else
+        awk '{ print $14 + $15 }' "/proc/$1/stat"
+    fi
+}
+
+# Peak RSS in KiB of process $1; for postfix the sum over its live processes.
 peak_rss_kib() {
-    awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"
+    local pids=("$1")
+    [[ -n "$POSTFIX_CONF" ]] && mapfile -t -O 1 pids < <(children "$1")
+    local pid total=0
+    for pid in "${pids[@]}"; do
+        total=$((total + $(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+# start_postfix DIR PORT: a private Postfix instance whose smtpd listens on 127.0.0.1:PORT,
+# relays for loopback clients and defers every message (it stays in the durable queue).
+start_postfix() {
+    local dir=$1 port=$2
+    local conf="$dir/postfix/conf"
+    mkdir -p "$conf" "$dir/postfix/queue" "$dir/postfix/data"
+    chown postfix: "$dir/postfix/data"
+    cp /etc/postfix/master.cf "$conf/master.cf"
+    cat >"$conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $dir/postfix/queue
+data_directory = $dir/postfix/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+defer_transports = smtp
+default_process_limit = 200
+maillog_file = $dir/postfix/maillog
+maillog_file_prefixes = $dir/postfix
+EOF
+    # Only our smtpd, on our port, and no service in a chroot (it would need /etc copied).
+    postconf -c "$conf" -M -X smtp/inet
+    postconf -c "$conf" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
+    postconf -c "$conf" -F '*/*/chroot = n'
+    POSTFIX_CONF=$conf
+    "$POSTFIX" -c "$conf" start >"$dir/server.out" 2>&1 || {
+        echo "smtp-load: postfix did not start:" >&2
+        cat "$dir/server.out" "$dir/postfix/maillog" >&2
+        return 1
+    }
+    wait_port "$port"
+    SERVER_PID=$(tr -d ' ' <"$dir/postfix/queue/pid/master.pid")
 }
 
 # start_server KIND RUNDIR PORT ADMIN_PORT: starts the server, sets SERVER_PID.
@@ -116,6 +194,9 @@ start_server() {
         "$SMTP_SINK" "${user[@]}" "127.0.0.1:$port" 256 >"$dir/server.out" 2>&1 &
         SERVER_PID=$!
         wait_port "$port"
+        ;;
+    postfix)
+        start_postfix "$dir" "$port"
         ;;
     deferred | durable)
         local deferred=false
@@ -164,7 +245,7 @@ run() {
     start_server "$kind" "$dir" "$port" "$admin"
 
     local fsyncs0=0 accepted0=0 fsync_s0=0 fsync_n0=0
-    if [[ "$kind" != sink ]]; then
+    if [[ "$kind" == deferred || "$kind" == durable ]]; then
         fsyncs0=$(metric "$admin" postern_spool_fsyncs_total)
         accepted0=$(metric "$admin" postern_messages_accepted_total)
         fsync_s0=$(metric "$admin" postern_spool_fsync_duration_seconds_sum)
@@ -183,7 +264,7 @@ run() {
     ticks1=$(cpu_ticks "$SERVER_PID")
     local rss fsyncs="n/a" accepted="n/a" commit_ms="n/a"
     rss=$(peak_rss_kib "$SERVER_PID")
-    if [[ "$kind" != sink ]]; then
+    if [[ "$kind" == deferred || "$kind" == durable ]]; then
         local f1 a1 s1 n1
         f1=$(metric "$admin" postern_spool_fsyncs_total)
         a1=$(metric "$admin" postern_messages_accepted_total)
@@ -196,9 +277,9 @@ run() {
         [[ "$accepted" == "$messages" ]] || status="only $accepted of $messages accepted"
     fi
     stop_server
-    rm -rf "$dir/spool"
+    rm -rf "$dir/spool" "$dir/postfix/queue"
 
-    awk -v kind="$kind" -v size="$size" -v s="$sessions" -v n="$messages" \
+    awk -v kind="$kind" -v size="$size" -v s="$sessions" -v n="$messages" -v rates="$WORK/rates" \
         -v t0="$t0" -v t1="$t1" -v ticks="$((ticks1 - ticks0))" -v hz="$CLK_TCK" \
         -v rss="$rss" -v fsyncs="$fsyncs" -v commit="$commit_ms" -v status="$status" 'BEGIN {
         wall = t1 - t0
@@ -208,7 +289,25 @@ run() {
             kind, label, s, n, wall, rate,
             rate * 3600 / 1e6, rate * size / 1048576, ticks / hz / n * 1e6, rss / 1024,
             fsyncs, commit, status
+        printf "%s %s %d %.1f\n", kind, label, s, rate >> rates
     }'
+}
+
+# Postern's durable msg/s divided by each other server's, per size and session count.
+ratios() {
+    echo
+    echo "| size | sessions | durable ÷ postfix | durable ÷ smtp-sink | durable ÷ deferred |"
+    echo "|---|---|---|---|---|"
+    awk '{ key = $2 " " $3 "|" $4; rate[$1, key] = $5; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
+        function ratio(a, b) { return (rate[a, key] && rate[b, key]) ? sprintf("%.2f", rate[a, key] / rate[b, key]) : "n/a" }
+        END {
+            for (i = 0; i < n; i++) {
+                key = order[i]
+                split(key, part, "|")
+                printf "| %s | %s | %s | %s | %s |\n", part[1], part[2],
+                    ratio("durable", "postfix"), ratio("durable", "sink"), ratio("durable", "deferred")
+            }
+        }' "$WORK/rates"
 }
 
 echo "smtp-load: $(nproc) CPUs ($(lscpu | awk -F': *' '/^Model name/ { print $2; exit }')), spool on $(df -T "$WORK" | awk 'NR == 2 { print $2 }'), $(uptime | sed 's/.*load/load/')" >&2
@@ -223,4 +322,5 @@ for size in $SIZES; do
         done
     done
 done
+if [[ -s "$WORK/rates" ]]; then ratios; fi
 echo "smtp-load: done, $(uptime | sed 's/.*load/load/')" >&2

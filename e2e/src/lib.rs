@@ -118,13 +118,6 @@ impl Debug for Cluster {
     }
 }
 
-/// Whether the `CI` environment variable asks for CI behaviour.
-pub fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
-        .unwrap_or(false)
-}
-
 /// The kubeconfig `e2e/cluster up` writes, honouring `POSTERN_E2E_STATE`.
 pub fn default_kubeconfig_path() -> PathBuf {
     let state = std::env::var_os("POSTERN_E2E_STATE")
@@ -208,28 +201,20 @@ impl Cluster {
     }
 
     /// Finds the cluster like [`Cluster::from_env`], but reports a missing
-    /// cluster: with `CI` set it panics (CI always starts the cluster, so the
-    /// tests must really run there); otherwise it prints a loud message and
-    /// returns `None`, so the caller can skip.  Any other error panics.
+    /// cluster through [`postern_skip::skip`]: with `CI` set it panics (CI always
+    /// starts the cluster, so the tests must really run there); otherwise it is
+    /// reported loudly and counted, and `None` lets the caller return.  Any other
+    /// error panics.
     /// `test` names the test in the message.
     pub async fn require(test: &str) -> Option<Self> {
         match Self::from_env().await {
             Ok(Some(cluster)) => Some(cluster),
-            Ok(None) if in_ci() => panic!(
-                "{test}: CI is set but no e2e cluster is running (no kubeconfig at \
-                 {}); CI must run `e2e/cluster up` before the tests",
-                kubeconfig_path_from_env().display()
-            ),
             Ok(None) => {
-                eprintln!(
-                    "\n\
-                     ************************************************************\n\
-                     * SKIPPED {test}: no e2e Kubernetes cluster is running.\n\
-                     * Start one with `e2e/cluster build && e2e/cluster up`\n\
-                     * (see e2e/README.md); looked for {}\n\
-                     ************************************************************\n",
+                postern_skip::skip(&format!(
+                    "no e2e Kubernetes cluster is running (start one with \
+                     `e2e/cluster build && e2e/cluster up`, see e2e/README.md; looked for {})",
                     kubeconfig_path_from_env().display()
-                );
+                ));
                 None
             }
             Err(e) => panic!("{test}: {e:#}"),
