@@ -8,8 +8,6 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::records::LogRecord;
-
 /// A cheap handle for writing records.
 #[derive(Clone, Debug)]
 pub struct RecordLog {
@@ -43,8 +41,8 @@ impl RecordLog {
         Ok((Self { tx }, LogWriter { task }))
     }
 
-    /// Queues one record.
-    pub fn write(&self, record: &LogRecord) {
+    /// Queues one record (a reception-side [`LogRecord`](crate::records::LogRecord) or a delivery record).
+    pub fn write(&self, record: &impl serde::Serialize) {
         let mut line = serde_json::to_vec(record).expect("log records serialize");
         line.push(b'\n');
         // The writer only stops after every handle is dropped.

@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, PoisonError, RwLock,
+        Arc, OnceLock, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -82,9 +82,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let stop_admin = CancellationToken::new();
+    let control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
         registry: registry.clone(),
+        control: control.clone(),
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, state, stop_admin.clone()));
 

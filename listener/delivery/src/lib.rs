@@ -28,6 +28,4 @@ pub use record::{DeliveryRecord, DeliveryRecordType, RecordSink};
 pub use route::{Destination, NextHop, Route, Router};
 pub use runner::{ListenerDelivery, QueueSnapshot, Runner, SiteSnapshot};
 pub use schedule::RetrySchedule;
-pub use store::{
-    MemoryStore, QueueStore, QueuedMessage, RecipientUpdate, RecoveredMessage, StoreError,
-};
+pub use store::{Attempted, MemoryStore, QueueStore, QueuedMessage, RecoveredMessage, StoreError};

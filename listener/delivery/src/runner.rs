@@ -34,7 +34,7 @@ use crate::{
     record::{DeliveryRecord, DeliveryRecordType, PeerAddress, RecordSink, Response},
     route::{Destination, Router, domain_of},
     schedule::RetrySchedule,
-    store::{QueueStore, QueuedMessage, RecipientUpdate, RecoveredMessage},
+    store::{Attempted, QueueStore, QueuedMessage, RecoveredMessage},
     timeq::{Poll, TimerQueue},
 };
 
@@ -98,13 +98,13 @@ struct MessageInfo {
     listener: usize,
 }
 
-/// (queue, attempts made, due time) of recipients that form one entry.
-type GroupKey = (String, u32, Option<DateTime<Utc>>);
+/// One recipient: its index in the envelope and its address.
+type Recipient = (u32, String);
 
 #[derive(Clone, Debug)]
 struct Entry {
     message: Arc<MessageInfo>,
-    recipients: Vec<String>,
+    recipients: Vec<Recipient>,
     queue: String,
     destination: Arc<Destination>,
     num_attempts: u32,
@@ -215,7 +215,7 @@ impl<D: Dispatcher, S: QueueStore> Runner<D, S> {
 
     /// Queues a newly received message; its recipients are due now.
     pub fn submit(&self, message: QueuedMessage) {
-        self.inner.enqueue(message, &BTreeMap::new());
+        self.inner.enqueue(message, &[], 0, None);
     }
 
     /// Queues what the store's recovery found, keeping each recipient's schedule;
@@ -225,9 +225,10 @@ impl<D: Dispatcher, S: QueueStore> Runner<D, S> {
         for r in recovered {
             let schedule = self.inner.listener(r.message.listener).schedule;
             if schedule.expired(r.message.received_at, now) {
-                self.inner.expire_recovered(r.message, now).await;
+                self.inner.expire_recovered(r, now).await;
             } else {
-                self.inner.enqueue(r.message, &r.schedule);
+                self.inner
+                    .enqueue(r.message, &r.finished, r.attempts, r.next_due);
             }
         }
     }
@@ -282,12 +283,14 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             .expect("a runner has at least one listener")
     }
 
-    /// Splits a message into entries per recipient domain (and, after recovery, per
-    /// schedule) and queues them.
+    /// Splits a message's unfinished recipients into entries per recipient domain
+    /// and queues them, due at `due` (now when `None`).
     fn enqueue(
         self: &Arc<Self>,
         message: QueuedMessage,
-        schedule: &BTreeMap<String, (u32, DateTime<Utc>)>,
+        finished: &[u32],
+        num_attempts: u32,
+        due: Option<DateTime<Utc>>,
     ) {
         let listener = self.listener(message.listener);
         let info = Arc::new(MessageInfo {
@@ -298,22 +301,22 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             meta: message.meta,
             listener: message.listener,
         });
-        // (queue, attempts, due) → recipients, in recipient order.
-        let mut groups: Vec<(GroupKey, Vec<String>)> = Vec::new();
-        for recipient in message.recipients {
-            let (attempts, due) = schedule
-                .get(&recipient)
-                .map_or((0, None), |(n, due)| (*n, Some(*due)));
-            let key = (domain_of(&recipient), attempts, due);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, list)) => list.push(recipient),
-                None => groups.push((key, vec![recipient])),
+        // Recipient domain → its unfinished recipients, in envelope order.
+        let mut groups: Vec<(String, Vec<Recipient>)> = Vec::new();
+        for (index, recipient) in (0u32..).zip(message.recipients) {
+            if finished.contains(&index) {
+                continue;
+            }
+            let domain = domain_of(&recipient);
+            match groups.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, list)) => list.push((index, recipient)),
+                None => groups.push((domain, vec![(index, recipient)])),
             }
         }
         let now = self.clock.now();
         let mut state = self.lock();
-        for ((queue, num_attempts, due), recipients) in groups {
-            let route = listener.router.route(&queue);
+        for (domain, recipients) in groups {
+            let route = listener.router.route(&domain);
             let entry = Entry {
                 message: info.clone(),
                 recipients,
@@ -457,9 +460,11 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             let peer = D::peer(open);
             let (result, data) = match self.store.load(entry.message.id).await {
                 Ok(data) => {
+                    let addresses: Vec<String> =
+                        entry.recipients.iter().map(|(_, a)| a.clone()).collect();
                     let message = OutboundMessage {
                         sender: &entry.message.sender,
-                        recipients: &entry.recipients,
+                        recipients: &addresses,
                         data: &data,
                     };
                     (self.dispatcher.send(open, message).await, Some(data))
@@ -496,7 +501,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
         let message = &entry.message;
         let listener = self.listener(message.listener);
         let num_attempts = entry.num_attempts + 1;
-        let mut updates = Vec::new();
+        let mut attempted = Attempted::default();
         let mut records = Vec::new();
         let mut retry = Vec::new();
         let mut failed = Vec::new();
@@ -513,7 +518,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             )
         };
         let mut results = result.recipients.into_iter();
-        for recipient in &entry.recipients {
+        for (index, recipient) in &entry.recipients {
             let RecipientResult { result, command } =
                 results.next().unwrap_or_else(|| RecipientResult {
                     result: Err(DispatchError::Protocol(
@@ -533,9 +538,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                     self.metrics.attempt(AttemptOutcome::delivered);
                     let latency = (now - message.received_at).to_std().unwrap_or_default();
                     self.metrics.latency.observe(latency.as_secs_f64());
-                    updates.push(RecipientUpdate::Done {
-                        recipient: recipient.clone(),
-                    });
+                    attempted.finished.push(*index);
                 }
                 Outcome::Permanent => {
                     records.push(record(
@@ -545,12 +548,10 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                         command,
                     ));
                     self.metrics.attempt(AttemptOutcome::bounced);
-                    updates.push(RecipientUpdate::Done {
-                        recipient: recipient.clone(),
-                    });
+                    attempted.finished.push(*index);
                     failed.push(self.failed(recipient, reply, peer.as_ref(), now));
                 }
-                Outcome::Transient => retry.push((recipient.clone(), reply, command)),
+                Outcome::Transient => retry.push((*index, recipient.clone(), reply, command)),
             }
         }
         let next_due = if retry.is_empty() {
@@ -561,7 +562,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 .next_due(message.received_at, num_attempts, now)
         };
         let mut retried = Vec::new();
-        for (recipient, reply, command) in retry {
+        for (index, recipient, reply, command) in retry {
             match next_due {
                 Some(due) => {
                     let mut r = record(
@@ -573,12 +574,8 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                     r.next_due = Some(due);
                     records.push(r);
                     self.metrics.attempt(AttemptOutcome::transient);
-                    updates.push(RecipientUpdate::Retry {
-                        recipient: recipient.clone(),
-                        num_attempts,
-                        next_due: due,
-                    });
-                    retried.push(recipient);
+                    attempted.retry = Some((num_attempts, due));
+                    retried.push((index, recipient));
                 }
                 None => {
                     let expired = expiration_reply(&listener.schedule, &reply);
@@ -589,14 +586,12 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                         command,
                     ));
                     self.metrics.attempt(AttemptOutcome::expired);
-                    updates.push(RecipientUpdate::Done {
-                        recipient: recipient.clone(),
-                    });
+                    attempted.finished.push(index);
                     failed.push(self.failed(&recipient, expired, peer.as_ref(), now));
                 }
             }
         }
-        if let Err(e) = self.store.record(message.id, updates).await {
+        if let Err(e) = self.store.record(message.id, attempted).await {
             tracing::error!(id = %message.id, error = %e, "cannot record delivery progress; a restart may attempt these recipients again");
         }
         for r in &records {
@@ -629,8 +624,10 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
         }
     }
 
-    /// A message found at recovery past `maxAge`: every recipient expires unattempted.
-    async fn expire_recovered(self: &Arc<Self>, message: QueuedMessage, now: DateTime<Utc>) {
+    /// A message found at recovery past `maxAge`: every unfinished recipient expires
+    /// unattempted.
+    async fn expire_recovered(self: &Arc<Self>, recovered: RecoveredMessage, now: DateTime<Utc>) {
+        let message = recovered.message;
         let listener = self.listener(message.listener);
         let reply = Reply::new(
             551,
@@ -649,15 +646,18 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             listener: message.listener,
         });
         let mut failed = Vec::new();
-        let mut updates = Vec::new();
-        for recipient in &message.recipients {
+        let mut attempted = Attempted::default();
+        for (index, recipient) in (0u32..).zip(&message.recipients) {
+            if recovered.finished.contains(&index) {
+                continue;
+            }
             let route = listener.router.route(&domain_of(recipient));
             let entry = Entry {
                 message: info.clone(),
-                recipients: vec![recipient.clone()],
+                recipients: vec![(index, recipient.clone())],
                 queue: route.queue,
                 destination: route.destination,
-                num_attempts: 0,
+                num_attempts: recovered.attempts,
             };
             let r = self.record(
                 DeliveryRecordType::Expiration,
@@ -667,19 +667,17 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 None,
                 None,
                 now,
-                0,
+                recovered.attempts,
             );
             self.sink.write(&r);
             self.metrics.attempt(AttemptOutcome::expired);
-            updates.push(RecipientUpdate::Done {
-                recipient: recipient.clone(),
-            });
+            attempted.finished.push(index);
             failed.push(self.failed(recipient, reply.clone(), None, now));
         }
-        if let Err(e) = self.store.record(message.id, updates).await {
+        let data = self.store.load(message.id).await.ok();
+        if let Err(e) = self.store.record(message.id, attempted).await {
             tracing::error!(id = %message.id, error = %e, "cannot record the expiry of a message");
         }
-        let data = self.store.load(message.id).await.ok();
         self.notify_sender(&info, &failed, data, now).await;
     }
 
@@ -737,7 +735,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             listener: message.listener,
         };
         match self.store.insert(&report, dsn.data).await {
-            Ok(()) => self.enqueue(report, &BTreeMap::new()),
+            Ok(()) => self.enqueue(report, &[], 0, None),
             Err(e) => {
                 tracing::error!(id = %message.id, error = %e, "cannot store the delivery status notification")
             }

@@ -2,7 +2,7 @@
 //! implementation for tests of the runner.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeSet, HashMap},
     future::Future,
     sync::{Arc, Mutex, PoisonError},
 };
@@ -18,7 +18,7 @@ pub struct QueuedMessage {
     pub id: MessageId,
     /// The envelope sender ("" for the null sender).
     pub sender: String,
-    /// The recipients still to deliver.
+    /// Every recipient of the envelope, in order; progress names them by index.
     pub recipients: Vec<String>,
     /// When it was received.
     pub received_at: DateTime<Utc>,
@@ -30,33 +30,27 @@ pub struct QueuedMessage {
     pub listener: usize,
 }
 
-/// A message found by the store's recovery, with the schedule of its recipients.
+/// A message found by the store's recovery, with its delivery state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecoveredMessage {
-    /// The message, with only the recipients not yet done.
+    /// The message.
     pub message: QueuedMessage,
-    /// Per recipient, the attempts made and when the next is due; a recipient
-    /// missing here was never attempted and is due now.
-    pub schedule: BTreeMap<String, (u32, DateTime<Utc>)>,
+    /// Indices of recipients already finished: never attempted again.
+    pub finished: Vec<u32>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due; `None`: at once.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
-/// The outcome of an attempt for one recipient, to be made durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecipientUpdate {
-    /// Delivered, bounced or expired: never to be attempted again.
-    Done {
-        /// The recipient.
-        recipient: String,
-    },
-    /// A transient failure: attempt again at `next_due`.
-    Retry {
-        /// The recipient.
-        recipient: String,
-        /// Attempts made so far.
-        num_attempts: u32,
-        /// When the next attempt is due.
-        next_due: DateTime<Utc>,
-    },
+/// The outcome of one attempt, to be made durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempted {
+    /// Indices of recipients finished by this attempt: delivered, bounced or expired.
+    pub finished: Vec<u32>,
+    /// For the recipients that failed transiently: attempts made so far and when the
+    /// next is due.
+    pub retry: Option<(u32, DateTime<Utc>)>,
 }
 
 /// A store failure, described.
@@ -71,11 +65,11 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Makes the outcome of an attempt durable (with group commit) before returning.
     /// A message held only in memory (`deferredSpool`) is written on its first
-    /// `Retry`; once every recipient is done, the message is removed.
+    /// retry; once every recipient is finished, the message is removed.
     fn record(
         &self,
         id: MessageId,
-        updates: Vec<RecipientUpdate>,
+        attempted: Attempted,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a new message (a delivery status notification) durably.
@@ -95,10 +89,10 @@ pub struct StoredMessage {
     pub data: Vec<u8>,
     /// Whether it was "written" (a durable store, or a deferred one after a `Retry`).
     pub written: bool,
-    /// The recipients done so far.
-    pub done: Vec<String>,
-    /// The last retry schedule per recipient.
-    pub retries: BTreeMap<String, (u32, DateTime<Utc>)>,
+    /// Indices of the recipients finished so far.
+    pub finished: BTreeSet<u32>,
+    /// The last retry schedule recorded.
+    pub retry: Option<(u32, DateTime<Utc>)>,
 }
 
 /// An in-memory [`QueueStore`] that remembers everything, for tests.
@@ -116,8 +110,8 @@ impl MemoryStore {
                 message: message.clone(),
                 data,
                 written: !deferred,
-                done: Vec::new(),
-                retries: BTreeMap::new(),
+                finished: BTreeSet::new(),
+                retry: None,
             },
         );
     }
@@ -137,13 +131,11 @@ impl MemoryStore {
         self.lock()
             .values()
             .filter(|m| m.written)
-            .map(|m| {
-                let mut message = m.message.clone();
-                message.recipients.retain(|r| !m.done.contains(r));
-                RecoveredMessage {
-                    message,
-                    schedule: m.retries.clone(),
-                }
+            .map(|m| RecoveredMessage {
+                message: m.message.clone(),
+                finished: m.finished.iter().copied().collect(),
+                attempts: m.retry.map_or(0, |r| r.0),
+                next_due: m.retry.map(|r| r.1),
             })
             .collect()
     }
@@ -161,33 +153,17 @@ impl QueueStore for MemoryStore {
             .ok_or_else(|| StoreError(format!("message {id} not found")))
     }
 
-    async fn record(&self, id: MessageId, updates: Vec<RecipientUpdate>) -> Result<(), StoreError> {
+    async fn record(&self, id: MessageId, attempted: Attempted) -> Result<(), StoreError> {
         let mut all = self.lock();
         let stored = all
             .get_mut(&id)
             .ok_or_else(|| StoreError(format!("message {id} not found")))?;
-        for update in updates {
-            match update {
-                RecipientUpdate::Done { recipient } => {
-                    stored.retries.remove(&recipient);
-                    stored.done.push(recipient);
-                }
-                RecipientUpdate::Retry {
-                    recipient,
-                    num_attempts,
-                    next_due,
-                } => {
-                    stored.written = true;
-                    stored.retries.insert(recipient, (num_attempts, next_due));
-                }
-            }
+        stored.finished.extend(attempted.finished);
+        if attempted.retry.is_some() {
+            stored.written = true;
+            stored.retry = attempted.retry;
         }
-        if stored
-            .message
-            .recipients
-            .iter()
-            .all(|r| stored.done.contains(r))
-        {
+        if stored.finished.len() >= stored.message.recipients.len() {
             all.remove(&id);
         }
         Ok(())
