@@ -37,6 +37,6 @@ impl ListenerContext {
 
     /// Why new mail must be refused now (backpressure), if it must.
     pub fn refusal(&self) -> Option<String> {
-        crate::backpressure::refusal(self.load.read(), &self.config.delivery)
+        crate::backpressure::refusal(self.load.read(), &self.config.delivery_or_default())
     }
 }

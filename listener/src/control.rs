@@ -54,7 +54,7 @@ impl AdminControl for Control {
         }
         let reading = self.load.read();
         for l in &self.listeners {
-            if let Some(why) = backpressure::refusal(reading, &l.delivery) {
+            if let Some(why) = backpressure::refusal(reading, &l.delivery_or_default()) {
                 reasons.push(format!("listener {}: backpressure: {why}", l.listen));
             }
         }

@@ -626,7 +626,7 @@ mod tests {
     fn backpressure_refuses_mail_with_452_and_clears_by_itself() {
         let config = ListenerConfig {
             hostname: Some("mx.test".into()),
-            delivery: serde_yaml::from_str("{maxQueueDepth: 2}").unwrap(),
+            delivery: Some(serde_yaml::from_str("{maxQueueDepth: 2}").unwrap()),
             ..Default::default()
         };
         let ctx = Arc::new(ListenerContext::new(config));

@@ -176,13 +176,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-impl DeliveryConfig {
-    /// Whether every field has its default (the section can be left out).
-    pub fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
 const fn default_retry_interval() -> HumanDuration {
     HumanDuration::from_secs(DEFAULT_RETRY_INTERVAL_SECS)
 }

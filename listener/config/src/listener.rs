@@ -30,9 +30,11 @@ pub struct ListenerConfig {
     /// DANGER: messages are lost if the process dies before they are written.
     #[serde(default)]
     pub deferred_spool: bool,
-    /// Where accepted mail is delivered (direct to MX by default) and how it is retried.
-    #[serde(default, skip_serializing_if = "DeliveryConfig::is_default")]
-    pub delivery: DeliveryConfig,
+    /// Where accepted mail is delivered and how it is retried; `{}` delivers straight to
+    /// the recipient domains' MX hosts. Without this section accepted mail is held in
+    /// the spool and not delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryConfig>,
     /// Per-domain relay and report rules; keys are domains or `*.`-wildcards.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
@@ -130,7 +132,7 @@ impl Default for ListenerConfig {
             banner: default_banner(),
             client_timeout: default_client_timeout(),
             deferred_spool: false,
-            delivery: DeliveryConfig::default(),
+            delivery: None,
             domains: BTreeMap::new(),
             hostname: None,
             listen: default_listen(),
@@ -148,6 +150,15 @@ impl Default for ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// The `delivery` section, or its defaults (for the backpressure thresholds of a
+    /// listener that holds its mail).
+    pub fn delivery_or_default(&self) -> std::borrow::Cow<'_, DeliveryConfig> {
+        match &self.delivery {
+            Some(delivery) => std::borrow::Cow::Borrowed(delivery),
+            None => std::borrow::Cow::Owned(DeliveryConfig::default()),
+        }
+    }
+
     /// The configured hostname, else this machine's.
     pub fn effective_hostname(&self) -> String {
         self.hostname

@@ -110,7 +110,10 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
                 .map_err(|m| ConfigError::invalid(format!("{at}.{name}"), m))?;
         }
     }
-    validate_delivery(&l.delivery, &format!("{at}.delivery"), context)
+    match &l.delivery {
+        Some(delivery) => validate_delivery(delivery, &format!("{at}.delivery"), context),
+        None => Ok(()),
+    }
 }
 
 fn validate_delivery(d: &DeliveryConfig, at: &str, context: Context) -> Result<(), ConfigError> {

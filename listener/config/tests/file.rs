@@ -160,7 +160,7 @@ fn the_minimal_delivery_form_works_as_written() {
         "listeners: [{delivery: {smarthost: {host: 127.0.0.1, port: 2527, tls: none}, retryInterval: 1s}}]",
     )
     .unwrap();
-    let d = &config.listeners[0].delivery;
+    let d = config.listeners[0].delivery.as_ref().unwrap();
     let s = d.smarthost.as_ref().unwrap();
     assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 2527));
     assert_eq!(s.tls, OutboundTls::None);
@@ -194,7 +194,7 @@ listeners:
 "#,
     )
     .unwrap();
-    let d = &config.listeners[0].delivery;
+    let d = config.listeners[0].delivery.as_ref().unwrap();
     assert_eq!(d.routes.len(), 2);
     assert_eq!(d.routes["*.corp.example"].connection_limit, Some(4));
     assert_eq!(d.bounces, BounceMode::NotifySender);
