@@ -20,7 +20,7 @@
 # message (`postern_spool_fsyncs_total`) and the mean time of one group commit
 # (`postern_spool_fsync_duration_seconds`), both from the admin endpoint. For postfix the
 # CPU is that of its master and every child process (reaped children included) and the
-# RSS the sum of its live processes' peaks at the end of the run. postern runs
+# memory the sum of its live processes' Pss at the end of the run. postern runs
 # with `maxMessagesPerConnection: 1000000` so one session can send every message.
 #
 # Usage: bench/smtp-load.sh   (from anywhere; builds the release binary first)
@@ -53,35 +53,23 @@ for tool in "$SMTP_SOURCE" "$SMTP_SINK" "$POSTFIX" postconf curl python3; do
     }
 done
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$ROOT" && cargo build --release -p postern-listener >&2)
+# Postern runs only for the deferred and durable kinds.
+if [[ " $SERVERS " == *" deferred "* || " $SERVERS " == *" durable "* ]]; then
+    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+        (cd "$ROOT" && cargo build --release -p postern-listener >&2)
+    fi
+    [[ -x "$BIN" ]] || {
+        echo "smtp-load: $BIN missing (unset SKIP_BUILD)" >&2
+        exit 1
+    }
 fi
-[[ -x "$BIN" ]] || {
-    echo "smtp-load: $BIN missing (unset SKIP_BUILD)" >&2
-    exit 1
-}
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-load.XXXXXX")
 SERVER_PID=""
 POSTFIX_CONF=""
-
-# Stops the server of the current run: SIGTERM, then SIGKILL after 5 s.
-stop_server() {
-    if [[ -n "$POSTFIX_CONF" ]]; then
-        "$POSTFIX" -c "$POSTFIX_CONF" stop >/dev/null 2>&1 || true
-        POSTFIX_CONF=""
-    fi
-    local pid=$SERVER_PID
-    SERVER_PID=""
-    [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     stop_server
@@ -89,99 +77,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until something accepts TCP connections on 127.0.0.1:$1.
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "smtp-load: nothing listens on 127.0.0.1:$1" >&2
-    return 1
-}
-
-# Value of one unlabelled metric from postern's admin endpoint (0 if absent).
-metric() {
-    curl -fsS "http://127.0.0.1:$1/metrics" |
-        awk -v name="$2" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }'
-}
-
-# The live child processes of process $1.
-children() {
-    awk -v parent="$1" '$4 == parent { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true
-}
-
-# CPU ticks (user + system) used so far by process $1; for postfix also by its children,
-# reaped (cutime + cstime) and live.
-cpu_ticks() {
-    if [[ -n "$POSTFIX_CONF" ]]; then
-        local total child
-        total=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat")
-        for child in $(children "$1"); do
-            total=$((total + $(awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || echo 0)))
-        done
-        echo "$total"
-    else
-        awk '{ print $14 + $15 }' "/proc/$1/stat"
-    fi
-}
-
-# Peak RSS in KiB of process $1; for postfix the sum over its live processes.
-peak_rss_kib() {
-    local pids=("$1")
-    [[ -n "$POSTFIX_CONF" ]] && mapfile -t -O 1 pids < <(children "$1")
-    local pid total=0
-    for pid in "${pids[@]}"; do
-        total=$((total + $(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-}
-
-# start_postfix DIR PORT: a private Postfix instance whose smtpd listens on 127.0.0.1:PORT,
-# relays for loopback clients and defers every message (it stays in the durable queue).
-start_postfix() {
-    local dir=$1 port=$2
-    local conf="$dir/postfix/conf"
-    mkdir -p "$conf" "$dir/postfix/queue" "$dir/postfix/data"
-    chown postfix: "$dir/postfix/data"
-    cp /etc/postfix/master.cf "$conf/master.cf"
-    cat >"$conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $dir/postfix/queue
-data_directory = $dir/postfix/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination =
-relay_domains =
-smtpd_relay_restrictions = permit_mynetworks, reject
-defer_transports = smtp
-default_process_limit = 200
-maillog_file = $dir/postfix/maillog
-maillog_file_prefixes = $dir/postfix
-EOF
-    # Only our smtpd, on our port, and no service in a chroot (it would need /etc copied).
-    postconf -c "$conf" -M -X smtp/inet
-    postconf -c "$conf" -M "127.0.0.1:$port/inet=127.0.0.1:$port inet n - n - - smtpd"
-    postconf -c "$conf" -F '*/*/chroot = n'
-    POSTFIX_CONF=$conf
-    "$POSTFIX" -c "$conf" start >"$dir/server.out" 2>&1 || {
-        echo "smtp-load: postfix did not start:" >&2
-        cat "$dir/server.out" "$dir/postfix/maillog" >&2
-        return 1
-    }
-    wait_port "$port"
-    SERVER_PID=$(tr -d ' ' <"$dir/postfix/queue/pid/master.pid")
-}
 
 # start_server KIND RUNDIR PORT ADMIN_PORT: starts the server, sets SERVER_PID.
 start_server() {
