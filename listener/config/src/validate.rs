@@ -225,6 +225,12 @@ fn validate_smarthost(s: &Smarthost, at: &str, context: Context) -> Result<(), C
                 "expected a non-empty user name without CR, LF or NUL",
             ));
         }
+        if let KeySource::Vault(_) = auth.password {
+            return Err(ConfigError::invalid(
+                format!("{at}.auth.password"),
+                "a smarthost password comes from a file path or (in an EsmtpListener) secretName; Vault is not supported for it",
+            ));
+        }
         if context == Context::File {
             check_file_context(&auth.password)
                 .map_err(|m| ConfigError::invalid(format!("{at}.auth.password"), m))?;

@@ -36,6 +36,7 @@ pub fn classify_reply(reply: &Reply) -> Outcome {
 /// permanent.
 pub fn synthetic_reply(error: &DispatchError) -> Reply {
     let (code, enhanced) = match error {
+        DispatchError::Refused { reply, .. } => return reply.clone(),
         DispatchError::Timeout(_) => (421, "4.4.2"),
         DispatchError::Connect(_) => (421, "4.4.1"),
         DispatchError::ConnectionLost { .. } => (421, "4.4.2"),

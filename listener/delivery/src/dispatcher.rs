@@ -26,8 +26,8 @@ pub struct PeerInfo {
     pub name: String,
     /// Its address, `ip:port`.
     pub addr: String,
-    /// The TLS version and cipher, when encrypted.
-    pub tls: Option<(String, String)>,
+    /// Whether the session is encrypted.
+    pub tls: bool,
 }
 
 /// What became of one recipient in a send.

@@ -92,6 +92,16 @@ pub enum DispatchError {
     /// The remote spoke something that is not SMTP.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The transport already expressed the failure as a reply: the server's own
+    /// refusal of the session, or a synthetic reply whose class says temporary or
+    /// permanent.
+    #[error("{detail}")]
+    Refused {
+        /// The reply to record.
+        reply: postern_smtp::reply::Reply,
+        /// What happened.
+        detail: String,
+    },
     /// A local failure: the message could not be read from the spool.
     #[error("local error: {0}")]
     Local(String),

@@ -17,6 +17,7 @@ pub mod record;
 pub mod route;
 pub mod runner;
 pub mod schedule;
+pub mod smtp_dispatcher;
 pub mod store;
 pub mod timeq;
 
@@ -28,4 +29,5 @@ pub use record::{DeliveryRecord, DeliveryRecordType, RecordSink};
 pub use route::{Destination, NextHop, Route, Router};
 pub use runner::{ListenerDelivery, QueueSnapshot, Runner, SiteSnapshot};
 pub use schedule::RetrySchedule;
+pub use smtp_dispatcher::{SmtpConnection, SmtpDispatcher};
 pub use store::{Attempted, MemoryStore, QueueStore, QueuedMessage, RecoveredMessage, StoreError};

@@ -28,6 +28,8 @@ pub struct Destination {
     pub connection_limit: u32,
     /// Messages per connection.
     pub max_messages_per_connection: u32,
+    /// The name this relay gives in EHLO.
+    pub ehlo_name: String,
 }
 
 /// A recipient domain's route.
@@ -46,11 +48,12 @@ pub struct Router {
     routes: DomainMap<RouteConfig>,
     connection_limit: u32,
     max_messages_per_connection: u32,
+    ehlo_name: String,
 }
 
 impl Router {
-    /// The routes of a `delivery` section.
-    pub fn new(config: &DeliveryConfig) -> Self {
+    /// The routes of a `delivery` section; `ehlo_name` is the listener's hostname.
+    pub fn new(config: &DeliveryConfig, ehlo_name: &str) -> Self {
         Self {
             default: RouteConfig {
                 smarthost: config.smarthost.clone(),
@@ -60,6 +63,7 @@ impl Router {
             routes: DomainMap::new(config.routes.iter().map(|(k, r)| (k, r.clone()))),
             connection_limit: config.connection_limit,
             max_messages_per_connection: config.max_messages_per_connection,
+            ehlo_name: ehlo_name.to_owned(),
         }
     }
 
@@ -85,6 +89,7 @@ impl Router {
                 max_messages_per_connection: route
                     .max_messages_per_connection
                     .unwrap_or(self.max_messages_per_connection),
+                ehlo_name: self.ehlo_name.clone(),
             }),
         }
     }
@@ -112,7 +117,7 @@ mod tests {
     use super::*;
 
     fn router(yaml: &str) -> Router {
-        Router::new(&serde_yaml::from_str(yaml).unwrap())
+        Router::new(&serde_yaml::from_str(yaml).unwrap(), "mx.postern.test")
     }
 
     const ROUTES: &str = r#"

@@ -58,7 +58,7 @@ impl ListenerDelivery {
     /// The settings of a `delivery` section.
     pub fn new(config: &DeliveryConfig, hostname: String) -> Self {
         Self {
-            router: Router::new(config),
+            router: Router::new(config, &hostname),
             schedule: RetrySchedule::of(config),
             bounces: config.bounces,
             hostname,
@@ -754,7 +754,6 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
         now: DateTime<Utc>,
         num_attempts: u32,
     ) -> DeliveryRecord {
-        let tls = peer.and_then(|p| p.tls.clone());
         DeliveryRecord {
             kind,
             id: entry.message.id.to_string(),
@@ -772,9 +771,14 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             created: entry.message.received_at,
             num_attempts,
             next_due: None,
-            delivery_protocol: if tls.is_some() { "ESMTPS" } else { "ESMTP" }.into(),
-            tls_protocol_version: tls.as_ref().map(|t| t.0.clone()),
-            tls_cipher: tls.map(|t| t.1),
+            delivery_protocol: if peer.is_some_and(|p| p.tls) {
+                "ESMTPS"
+            } else {
+                "ESMTP"
+            }
+            .into(),
+            tls_protocol_version: None,
+            tls_cipher: None,
             meta: entry.message.meta.clone(),
         }
     }
