@@ -108,6 +108,8 @@ struct Entry {
     queue: String,
     destination: Arc<Destination>,
     num_attempts: u32,
+    /// When it is next due, while it waits in the timer queue.
+    due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -323,6 +325,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 queue: route.queue,
                 destination: route.destination,
                 num_attempts,
+                due: due.filter(|d| *d > now),
             };
             let site = entry.destination.site.clone();
             state.next_key += 1;
@@ -388,6 +391,9 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                             else {
                                 continue;
                             };
+                            if let Some(e) = state.entries.get_mut(&key) {
+                                e.due = None;
+                            }
                             if let Some(s) = state.sites.get_mut(&site) {
                                 s.ready.push_back(key);
                             }
@@ -444,7 +450,13 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 continue;
             };
             if connection.is_none() {
-                match self.dispatcher.connect(&destination).await {
+                // Connecting is safe to abandon at shutdown: nothing was sent yet, and
+                // the entry stays in the store for the next start.
+                let connected = tokio::select! {
+                    connected = self.dispatcher.connect(&destination) => connected,
+                    () = self.stop.cancelled() => return,
+                };
+                match connected {
                     Ok(open) => {
                         self.metrics.connections_open.get_or_create(&labels).inc();
                         connection = Some((open, 0));
@@ -591,6 +603,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 }
             }
         }
+        attempted.retry = self.message_schedule(key, message.id, attempted.retry);
         if let Err(e) = self.store.record(message.id, attempted).await {
             tracing::error!(id = %message.id, error = %e, "cannot record delivery progress; a restart may attempt these recipients again");
         }
@@ -606,6 +619,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 if let Some(e) = state.entries.get_mut(&key) {
                     e.recipients = retried;
                     e.num_attempts = num_attempts;
+                    e.due = Some(due);
                 }
                 state.timers.insert(due, key);
                 drop(state);
@@ -658,6 +672,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 queue: route.queue,
                 destination: route.destination,
                 num_attempts: recovered.attempts,
+                due: None,
             };
             let r = self.record(
                 DeliveryRecordType::Expiration,
@@ -679,6 +694,26 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             tracing::error!(id = %message.id, error = %e, "cannot record the expiry of a message");
         }
         self.notify_sender(&info, &failed, data, now).await;
+    }
+
+    /// The schedule of a message's unfinished recipients after an attempt of entry
+    /// `key`: the earliest due time (and the most attempts) among this attempt's
+    /// retry and the message's other waiting entries. The store keeps one schedule
+    /// per message, so a record about one entry must not lose another's.
+    fn message_schedule(
+        &self,
+        key: u64,
+        id: MessageId,
+        retry: Option<(u32, DateTime<Utc>)>,
+    ) -> Option<(u32, DateTime<Utc>)> {
+        let state = self.lock();
+        state
+            .entries
+            .iter()
+            .filter(|(k, e)| **k != key && e.message.id == id)
+            .filter_map(|(_, e)| e.due.map(|due| (e.num_attempts, due)))
+            .chain(retry)
+            .reduce(|(a1, d1), (a2, d2)| (a1.max(a2), d1.min(d2)))
     }
 
     fn failed(

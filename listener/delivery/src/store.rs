@@ -48,8 +48,8 @@ pub struct RecoveredMessage {
 pub struct Attempted {
     /// Indices of recipients finished by this attempt: delivered, bounced or expired.
     pub finished: Vec<u32>,
-    /// For the recipients that failed transiently: attempts made so far and when the
-    /// next is due.
+    /// The schedule of the message's recipients still to deliver, when some are
+    /// waiting: the most attempts made and the earliest next due time.
     pub retry: Option<(u32, DateTime<Utc>)>,
 }
 
@@ -64,8 +64,9 @@ pub trait QueueStore: Send + Sync + 'static {
     fn load(&self, id: MessageId) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
 
     /// Makes the outcome of an attempt durable (with group commit) before returning.
-    /// A message held only in memory (`deferredSpool`) is written on its first
-    /// retry; once every recipient is finished, the message is removed.
+    /// A message held only in memory (`deferredSpool`) is written by the first
+    /// record that does not finish it (its first transient failure, for a message to
+    /// one domain); once every recipient is finished, the message is removed.
     fn record(
         &self,
         id: MessageId,
@@ -159,12 +160,12 @@ impl QueueStore for MemoryStore {
             .get_mut(&id)
             .ok_or_else(|| StoreError(format!("message {id} not found")))?;
         stored.finished.extend(attempted.finished);
-        if attempted.retry.is_some() {
-            stored.written = true;
-            stored.retry = attempted.retry;
-        }
+        stored.retry = attempted.retry;
         if stored.finished.len() >= stored.message.recipients.len() {
             all.remove(&id);
+        } else {
+            // Like the spool: progress that does not complete a held message writes it.
+            stored.written = true;
         }
         Ok(())
     }
