@@ -54,6 +54,14 @@ pub enum SpoolError {
         /// Why it was refused.
         reason: String,
     },
+    /// A progress record cannot be stored as given.
+    #[error("invalid progress for message {id}: {reason}")]
+    InvalidProgress {
+        /// The message concerned.
+        id: MessageId,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A string is not a message id.
     #[error("invalid message id {0:?}: expected 32 lowercase hexadecimal characters")]
     InvalidId(String),

@@ -28,12 +28,12 @@ impl MessageId {
     }
 
     /// The id as 16 big-endian bytes (the form stored in record headers).
-    pub(crate) fn to_bytes(self) -> [u8; 16] {
+    pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
 
     /// The id from 16 big-endian bytes.
-    pub(crate) fn from_bytes(bytes: [u8; 16]) -> Self {
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
         MessageId(u128::from_be_bytes(bytes))
     }
 }

@@ -25,11 +25,15 @@
 mod envelope;
 mod error;
 mod id;
+mod index;
 mod metrics;
+mod progress;
 mod reader;
-mod record;
+pub mod record;
 mod recovery;
+pub mod robustness;
 mod segment;
+mod space;
 mod spool;
 mod writer;
 
@@ -37,6 +41,8 @@ pub use envelope::Envelope;
 pub use error::SpoolError;
 pub use id::MessageId;
 pub use metrics::SpoolMetrics;
+pub use progress::{Progress, QueuedMessage};
 pub use reader::{list, show};
 pub use recovery::RecoveryReport;
+pub use space::SpaceReport;
 pub use spool::{Deferral, Spool, SpoolOptions};

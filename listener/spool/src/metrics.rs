@@ -16,6 +16,9 @@ pub struct SpoolMetrics {
     batches: Counter,
     fsyncs: Counter,
     store_errors: Counter,
+    progress_records: Counter,
+    messages_completed: Counter,
+    segments_removed: Counter,
     depth: Gauge,
 }
 
@@ -31,6 +34,9 @@ impl Default for SpoolMetrics {
             batches: Counter::default(),
             fsyncs: Counter::default(),
             store_errors: Counter::default(),
+            progress_records: Counter::default(),
+            messages_completed: Counter::default(),
+            segments_removed: Counter::default(),
             depth: Gauge::default(),
         }
     }
@@ -72,6 +78,21 @@ impl SpoolMetrics {
             self.store_errors.clone(),
         );
         registry.register(
+            "progress_records",
+            "Delivery progress records made durable",
+            self.progress_records.clone(),
+        );
+        registry.register(
+            "messages_completed",
+            "Messages whose every recipient is finished (delivered, bounced or expired)",
+            self.messages_completed.clone(),
+        );
+        registry.register(
+            "segments_removed",
+            "Segment files unlinked because every message in them was complete",
+            self.segments_removed.clone(),
+        );
+        registry.register(
             "depth_messages",
             "Messages held by the spool, on disk and in memory",
             self.depth.clone(),
@@ -103,12 +124,40 @@ impl SpoolMetrics {
         self.store_errors.get()
     }
 
+    /// Progress records made durable so far.
+    pub fn progress_records(&self) -> u64 {
+        self.progress_records.get()
+    }
+
+    /// Messages completed so far (on disk or held in memory).
+    pub fn messages_completed(&self) -> u64 {
+        self.messages_completed.get()
+    }
+
+    /// Segment files unlinked so far because all their messages were complete.
+    pub fn segments_removed(&self) -> u64 {
+        self.segments_removed.get()
+    }
+
+    /// Records durable progress records and the messages they completed.
+    pub(crate) fn record_progress(&self, records: u64, completed: u64) {
+        self.progress_records.inc_by(records);
+        self.messages_completed.inc_by(completed);
+    }
+
+    /// Records unlinked segments.
+    pub(crate) fn record_segments_removed(&self, segments: u64) {
+        self.segments_removed.inc_by(segments);
+    }
+
     /// Records one successful group commit.
     pub(crate) fn record_batch(&self, messages: u64, bytes: u64) {
         self.batches.inc();
         self.messages_stored.inc_by(messages);
         self.bytes_written.inc_by(bytes);
-        self.batch_size.observe(messages as f64);
+        if messages > 0 {
+            self.batch_size.observe(messages as f64);
+        }
     }
 
     /// Records the fsyncs of one batch and the time they took.

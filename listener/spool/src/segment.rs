@@ -12,6 +12,8 @@ pub(crate) const SEGMENTS_DIR: &str = "segments";
 pub(crate) const CORRUPT_DIR: &str = "corrupt";
 /// The lock file, directly in the spool directory.
 pub(crate) const LOCK_FILE: &str = "lock";
+/// The progress log, directly in the spool directory.
+pub(crate) const PROGRESS_LOG: &str = "progress.log";
 /// Suffix of temporary files (removed at recovery).
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 /// Extension of segment files.
@@ -26,6 +28,8 @@ pub(crate) struct Location {
     pub offset: u64,
     /// Record length.
     pub len: u64,
+    /// Length of the envelope JSON (after the record header).
+    pub envelope_len: u32,
 }
 
 /// The file name of segment `seq`: zero-padded so names sort like numbers.
@@ -63,6 +67,12 @@ pub(crate) fn read_segment(path: &Path) -> Result<Option<Vec<u8>>, SpoolError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(SpoolError::io(path, e)),
     }
+}
+
+/// Removes a file and makes that durable (fsync of its directory).
+pub(crate) fn unlink_durably(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Makes the entries of `dir` durable (a new, renamed or removed file).

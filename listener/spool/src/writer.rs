@@ -1,5 +1,8 @@
-//! The single writer thread: batches queued stores, appends them to the
-//! segment log, makes them durable with one fsync and completes every waiter.
+//! The single writer thread: batches queued message and progress records,
+//! appends them (messages to the segment log, progress to the progress
+//! log), makes them durable with one fsync per file touched, completes every
+//! waiter, then unlinks the segments left with no incomplete message and
+//! compacts the progress log when it has grown.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -10,7 +13,10 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::segment::{self, Location};
+use crate::index::Applied;
+use crate::progress::{self, Progress};
+use crate::record::{self, FileKey, FileKind, RecordKind, Unsealed};
+use crate::segment::{self, Location, PROGRESS_LOG};
 use crate::spool::Shared;
 use crate::{MessageId, SpoolError};
 
@@ -20,17 +26,30 @@ pub(crate) type Completion = oneshot::Sender<Result<(), SpoolError>>;
 /// A request to the writer.
 pub(crate) enum Request {
     /// Append a record and complete `done` once it is durable.
-    Store(StoreRequest),
+    Write(WriteRequest),
     /// Write what is queued, stop, release the lock, then signal.
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What a record is about.
+pub(crate) enum What {
+    /// A message with this many recipients, for the segment log.
+    Message {
+        /// Recipients in its envelope.
+        recipients: u32,
+    },
+    /// Progress of a message, for the progress log.
+    Progress(Progress),
+}
+
 /// One encoded record waiting to be appended.
-pub(crate) struct StoreRequest {
+pub(crate) struct WriteRequest {
     /// The message id (also inside the record).
     pub id: MessageId,
-    /// The encoded record.
-    pub record: Vec<u8>,
+    /// What it is.
+    pub what: What,
+    /// The encoded record, sealed by the writer with the file's key.
+    pub record: Unsealed,
     /// Completed after the batch is durable (or has failed).
     pub done: Completion,
 }
@@ -38,6 +57,8 @@ pub(crate) struct StoreRequest {
 /// The writer's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
+    /// `{dir}`.
+    pub dir: PathBuf,
     /// `{dir}/segments`.
     pub segments_dir: PathBuf,
     /// Sequence number of the next segment to create.
@@ -50,20 +71,32 @@ pub(crate) struct WriterConfig {
     pub max_batch_bytes: usize,
     /// `false`: one record per batch, i.e. one fsync per message.
     pub group_commit: bool,
+    /// Compact the progress log once it is larger than this and twice its
+    /// size after the last compaction.
+    pub compact_progress_bytes: u64,
 }
 
-/// The segment being appended to.
-struct ActiveSegment {
+/// An open file of the log being appended to.
+struct Appending {
     file: File,
     path: PathBuf,
-    seq: u64,
+    key: FileKey,
     len: u64,
+    /// Length before the batch in progress.
+    start_len: u64,
 }
 
-/// A segment touched by the batch in progress and its length before it.
-struct Touched {
-    segment: ActiveSegment,
-    start_len: u64,
+impl Appending {
+    /// The batch in progress wrote to this file.
+    fn touched(&self) -> bool {
+        self.len > self.start_len
+    }
+}
+
+/// A message segment being appended to.
+struct ActiveSegment {
+    seq: u64,
+    out: Appending,
 }
 
 /// Why a batch failed: the file and the error.
@@ -82,9 +115,20 @@ impl Failure {
 
     /// The error one waiter gets (each waiter gets its own copy).
     fn to_error(&self) -> SpoolError {
-        let copy = io::Error::new(self.error.kind(), self.error.to_string());
+        // Keep the OS error code (ENOSPC, EROFS...) for the caller.
+        let copy = match self.error.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.error.kind(), self.error.to_string()),
+        };
         SpoolError::io(&self.path, copy)
     }
+}
+
+/// A segment the batch wrote to, for the index.
+struct Written {
+    seq: u64,
+    key: FileKey,
+    added: u64,
 }
 
 /// The writer thread's state.
@@ -92,27 +136,54 @@ pub(crate) struct Writer {
     config: WriterConfig,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
-    carry: Option<StoreRequest>,
-    current: Option<Touched>,
+    carry: Option<WriteRequest>,
+    current: Option<ActiveSegment>,
+    progress: Appending,
+    /// Size of the progress log after its last compaction.
+    compacted_len: u64,
     _lock: File,
 }
 
+/// Opens the progress log (written whole by recovery) for appending.
+pub(crate) fn open_progress_log(dir: &Path) -> Result<(File, u64), SpoolError> {
+    let path = dir.join(PROGRESS_LOG);
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(SpoolError::at(&path))?;
+    let len = file.metadata().map_err(SpoolError::at(&path))?.len();
+    Ok((file, len))
+}
+
 impl Writer {
-    /// A writer that holds `lock` (the spool lock) until it stops.
+    /// A writer that holds `lock` (the spool lock) until it stops, appending
+    /// progress to the log recovery wrote with `progress_key`.
     pub(crate) fn new(
         config: WriterConfig,
         shared: Arc<Shared>,
         rx: mpsc::Receiver<Request>,
         lock: File,
-    ) -> Self {
-        Writer {
+        progress_key: FileKey,
+    ) -> Result<Self, SpoolError> {
+        let path = config.dir.join(PROGRESS_LOG);
+        let (file, len) = open_progress_log(&config.dir)?;
+        shared.set_progress_bytes(len);
+        Ok(Writer {
             config,
             shared,
             rx,
             carry: None,
             current: None,
+            progress: Appending {
+                file,
+                path,
+                key: progress_key,
+                len,
+                start_len: len,
+            },
+            compacted_len: len,
             _lock: lock,
-        }
+        })
     }
 
     /// Starts the writer thread.
@@ -138,7 +209,7 @@ impl Writer {
             let first = match self.carry.take() {
                 Some(request) => request,
                 None => match self.rx.blocking_recv() {
-                    Some(Request::Store(request)) => request,
+                    Some(Request::Write(request)) => request,
                     Some(Request::Shutdown(closer)) => return self.drain(vec![closer]),
                     None => return Vec::new(),
                 },
@@ -154,13 +225,13 @@ impl Writer {
     /// Takes `first` and whatever else is already queued, within the limits.
     fn collect_batch(
         &mut self,
-        first: StoreRequest,
-    ) -> (Vec<StoreRequest>, Option<oneshot::Sender<()>>) {
+        first: WriteRequest,
+    ) -> (Vec<WriteRequest>, Option<oneshot::Sender<()>>) {
         let mut bytes = first.record.len();
         let mut batch = vec![first];
         while self.config.group_commit && batch.len() < self.config.max_batch_messages {
             match self.rx.try_recv() {
-                Ok(Request::Store(request)) => {
+                Ok(Request::Write(request)) => {
                     if bytes + request.record.len() > self.config.max_batch_bytes {
                         self.carry = Some(request);
                         break;
@@ -179,10 +250,10 @@ impl Writer {
     /// queued, and returns every shutdown requester.
     fn drain(&mut self, mut closers: Vec<oneshot::Sender<()>>) -> Vec<oneshot::Sender<()>> {
         self.rx.close();
-        let mut pending: Vec<StoreRequest> = self.carry.take().into_iter().collect();
+        let mut pending: Vec<WriteRequest> = self.carry.take().into_iter().collect();
         while let Ok(request) = self.rx.try_recv() {
             match request {
-                Request::Store(request) => pending.push(request),
+                Request::Write(request) => pending.push(request),
                 Request::Shutdown(closer) => closers.push(closer),
             }
         }
@@ -195,14 +266,16 @@ impl Writer {
     }
 
     /// Appends and syncs one batch, then completes every waiter with the
-    /// outcome: all succeed or all get the error.
-    fn commit(&mut self, batch: Vec<StoreRequest>) {
-        match self.append(&batch) {
-            Ok(locations) => {
-                let bytes = batch.iter().map(|r| r.record.len() as u64).sum();
-                self.shared.metrics.record_batch(batch.len() as u64, bytes);
-                let ids = batch.iter().map(|r| r.id);
-                self.shared.add_locations(ids.zip(locations));
+    /// outcome (all succeed or all get the error), then reclaims space.
+    fn commit(&mut self, mut batch: Vec<WriteRequest>) {
+        match self.append(&mut batch) {
+            Ok((locations, written)) => {
+                // Reclaim and compact before answering, so that when
+                // record_progress returns a finished segment is gone.
+                if self.index_batch(&batch, locations, written) {
+                    self.reclaim();
+                }
+                self.maybe_compact();
                 for request in batch {
                     let _ = request.done.send(Ok(()));
                 }
@@ -211,8 +284,8 @@ impl Writer {
                 tracing::error!(
                     path = %failure.path.display(),
                     error = %failure.error,
-                    messages = batch.len(),
-                    "spool write failed; every message of the batch is refused"
+                    records = batch.len(),
+                    "spool write failed; every record of the batch is refused"
                 );
                 self.shared.metrics.record_errors(batch.len() as u64);
                 for request in batch {
@@ -222,48 +295,198 @@ impl Writer {
         }
     }
 
+    /// Records a durable batch in the index and the metrics; returns whether
+    /// a message was completed.
+    fn index_batch(
+        &self,
+        batch: &[WriteRequest],
+        locations: Vec<Option<Location>>,
+        written: Vec<Written>,
+    ) -> bool {
+        let mut messages = 0;
+        let mut progress_records = 0;
+        let mut completed = 0;
+        let bytes = batch.iter().map(|r| r.record.len() as u64).sum();
+        {
+            let mut index = self.shared.index();
+            for segment in written {
+                match index.segment(segment.seq) {
+                    Some(_) => index.grow_segment(segment.seq, segment.added),
+                    None => index.add_segment(segment.seq, segment.key, segment.added),
+                }
+            }
+            for (request, location) in batch.iter().zip(locations) {
+                match (&request.what, location) {
+                    (What::Message { recipients }, Some(location)) => {
+                        index.insert(request.id, location, *recipients);
+                        messages += 1;
+                    }
+                    (What::Progress(progress), _) => {
+                        progress_records += 1;
+                        if let Applied::Completed { .. } = index.apply(request.id, progress) {
+                            completed += 1;
+                        }
+                    }
+                    (What::Message { .. }, None) => {}
+                }
+            }
+        }
+        let metrics = &self.shared.metrics;
+        metrics.record_batch(messages, bytes);
+        metrics.record_progress(progress_records, completed);
+        self.shared.set_progress_bytes(self.progress.len);
+        self.shared.refresh_depth();
+        completed > 0
+    }
+
+    /// Unlinks every segment with no incomplete message left (the active one
+    /// included: the next message starts a new segment), fsyncs the
+    /// directory, then forgets them. The completions that allow this are
+    /// already durable in the progress log.
+    fn reclaim(&mut self) {
+        let done = self.shared.index().done_segments();
+        if done.is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        for seq in done {
+            if self.current.as_ref().is_some_and(|c| c.seq == seq) {
+                self.current = None;
+            }
+            let path = self.config.segments_dir.join(segment::segment_name(seq));
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed.push(seq),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => removed.push(seq),
+                Err(error) => tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "could not unlink a delivered segment; the next open retries"
+                ),
+            }
+        }
+        if let Err(error) = segment::sync_dir(&self.config.segments_dir) {
+            tracing::warn!(%error, "could not fsync the segment directory after unlinking");
+            return;
+        }
+        let mut index = self.shared.index();
+        for &seq in &removed {
+            index.remove_segment(seq);
+        }
+        drop(index);
+        self.shared
+            .metrics
+            .record_segments_removed(removed.len() as u64);
+    }
+
+    /// Rewrites the progress log with one cumulative record per message that
+    /// has progress (a fresh key, atomically) once it has grown enough, or
+    /// once no segment is left (then it shrinks to its file header).
+    fn maybe_compact(&mut self) {
+        let threshold = self
+            .config
+            .compact_progress_bytes
+            .max(self.compacted_len.saturating_mul(2));
+        let drained =
+            self.shared.index().is_empty() && self.progress.len > record::FILE_HEADER_LEN as u64;
+        if self.progress.len <= threshold && !drained {
+            return;
+        }
+        let snapshot = self.shared.index().progress_snapshot();
+        match write_progress_log(&self.config.dir, &snapshot) {
+            Ok((key, len)) => match open_progress_log(&self.config.dir) {
+                Ok((file, _)) => {
+                    tracing::debug!(
+                        before = self.progress.len,
+                        after = len,
+                        "progress log compacted"
+                    );
+                    self.progress.file = file;
+                    self.progress.key = key;
+                    self.progress.len = len;
+                    self.progress.start_len = len;
+                    self.compacted_len = len;
+                    self.shared.set_progress_bytes(len);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not reopen the compacted progress log")
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "could not compact the progress log; appending on");
+                // Try again after as much growth again.
+                self.compacted_len = self.progress.len;
+            }
+        }
+    }
+
     /// Writes the batch and makes it durable; on failure undoes what it can.
-    fn append(&mut self, batch: &[StoreRequest]) -> Result<Vec<Location>, Failure> {
+    #[allow(clippy::type_complexity)]
+    fn append(
+        &mut self,
+        batch: &mut [WriteRequest],
+    ) -> Result<(Vec<Option<Location>>, Vec<Written>), Failure> {
         let mut finished = Vec::new();
         let mut created = false;
         if let Some(current) = &mut self.current {
-            current.start_len = current.segment.len;
+            current.out.start_len = current.out.len;
         }
+        self.progress.start_len = self.progress.len;
         let result = self
             .write_records(batch, &mut finished, &mut created)
             .and_then(|locations| self.sync(&finished, created).map(|()| locations));
-        if result.is_err() {
-            self.roll_back(finished);
+        match result {
+            Ok(locations) => {
+                let written = finished
+                    .iter()
+                    .chain(&self.current)
+                    .filter(|s| s.out.touched())
+                    .map(|s| Written {
+                        seq: s.seq,
+                        key: s.out.key.clone(),
+                        added: s.out.len - s.out.start_len,
+                    })
+                    .collect();
+                Ok((locations, written))
+            }
+            Err(failure) => {
+                self.roll_back(finished);
+                Err(failure)
+            }
         }
-        result
     }
 
-    /// Appends each record, rotating segments as needed; returns where each went.
+    /// Appends each record to its file, rotating segments as needed;
+    /// returns where each message went.
     fn write_records(
         &mut self,
-        batch: &[StoreRequest],
-        finished: &mut Vec<Touched>,
+        batch: &mut [WriteRequest],
+        finished: &mut Vec<ActiveSegment>,
         created: &mut bool,
-    ) -> Result<Vec<Location>, Failure> {
+    ) -> Result<Vec<Option<Location>>, Failure> {
         let mut locations = Vec::with_capacity(batch.len());
         for request in batch {
             let len = request.record.len() as u64;
+            if let What::Progress(_) = request.what {
+                let out = &mut self.progress;
+                let bytes = request.record.seal(&out.key);
+                out.file.write_all(bytes).map_err(Failure::at(&out.path))?;
+                out.len += len;
+                locations.push(None);
+                continue;
+            }
             self.make_room(len, finished, created)?;
-            let current = &mut self
-                .current
-                .as_mut()
-                .expect("make_room opened a segment")
-                .segment;
-            current
-                .file
-                .write_all(&request.record)
-                .map_err(Failure::at(&current.path))?;
-            locations.push(Location {
+            let current = self.current.as_mut().expect("make_room opened a segment");
+            let out = &mut current.out;
+            let envelope_len = request.record.envelope_len();
+            let bytes = request.record.seal(&out.key);
+            out.file.write_all(bytes).map_err(Failure::at(&out.path))?;
+            locations.push(Some(Location {
                 seq: current.seq,
-                offset: current.len,
+                offset: out.len,
                 len,
-            });
-            current.len += len;
+                envelope_len,
+            }));
+            out.len += len;
         }
         Ok(locations)
     }
@@ -273,62 +496,65 @@ impl Writer {
     fn make_room(
         &mut self,
         len: u64,
-        finished: &mut Vec<Touched>,
+        finished: &mut Vec<ActiveSegment>,
         created: &mut bool,
     ) -> Result<(), Failure> {
         if let Some(current) = &self.current {
-            let used = current.segment.len;
-            if used == 0 || used + len <= self.config.max_segment_bytes {
+            let used = current.out.len - record::FILE_HEADER_LEN as u64;
+            if used == 0 || current.out.len + len <= self.config.max_segment_bytes {
                 return Ok(());
             }
         }
         if let Some(full) = self.current.take()
-            && full.segment.len > full.start_len
+            && full.out.touched()
         {
             finished.push(full);
         }
-        self.current = Some(self.create_segment()?);
+        let segment = self.create_segment()?;
         *created = true;
+        self.current = Some(segment);
         Ok(())
     }
 
-    /// Creates the next segment file.
-    fn create_segment(&mut self) -> Result<Touched, Failure> {
+    /// Creates the next segment file with its header and a fresh key. A
+    /// segment created by a batch that fails is unlinked by the roll-back.
+    fn create_segment(&mut self) -> Result<ActiveSegment, Failure> {
         let seq = self.config.next_seq;
         let path = self.config.segments_dir.join(segment::segment_name(seq));
-        let file = OpenOptions::new()
+        let key = FileKey::generate().map_err(Failure::at(&path))?;
+        let mut file = OpenOptions::new()
             .append(true)
             .create_new(true)
             .open(&path)
             .map_err(Failure::at(&path))?;
         self.config.next_seq += 1;
-        let segment = ActiveSegment {
-            file,
-            path,
+        let header = record::file_header(FileKind::Segment, &key);
+        if let Err(error) = file.write_all(&header) {
+            // Not yet current: the roll-back would not see it.
+            remove_new_segment(&path);
+            return Err(Failure { path, error });
+        }
+        Ok(ActiveSegment {
             seq,
-            len: 0,
-        };
-        Ok(Touched {
-            segment,
-            start_len: 0,
+            out: Appending {
+                file,
+                path,
+                key,
+                len: header.len() as u64,
+                start_len: 0,
+            },
         })
     }
 
-    /// fdatasyncs every segment the batch wrote to, then the directory when
-    /// a segment was created.
-    fn sync(&self, finished: &[Touched], created: bool) -> Result<(), Failure> {
+    /// fdatasyncs every segment the batch wrote to, then the progress log
+    /// (so a message's record is durable no later than its progress), then
+    /// the segment directory when a segment was created.
+    fn sync(&self, finished: &[ActiveSegment], created: bool) -> Result<(), Failure> {
         let started = Instant::now();
-        let written = finished
-            .iter()
-            .chain(&self.current)
-            .filter(|t| t.segment.len > t.start_len);
         let mut count = 0;
-        for touched in written {
-            let segment = &touched.segment;
-            segment
-                .file
-                .sync_data()
-                .map_err(Failure::at(&segment.path))?;
+        let segments = finished.iter().chain(&self.current).map(|s| &s.out);
+        for out in segments.chain([&self.progress]).filter(|o| o.touched()) {
+            out.file.sync_data().map_err(Failure::at(&out.path))?;
             count += 1;
         }
         if created {
@@ -341,24 +567,68 @@ impl Writer {
         Ok(())
     }
 
-    /// After a failed batch: cuts every touched segment back to its length
-    /// before the batch, so no refused message can come back at recovery,
-    /// and drops the current segment (the next batch starts a new one).
-    fn roll_back(&mut self, finished: Vec<Touched>) {
-        for touched in finished.into_iter().chain(self.current.take()) {
-            let segment = &touched.segment;
-            let result = segment
-                .file
-                .set_len(touched.start_len)
-                .and_then(|()| segment.file.sync_data());
-            if let Err(error) = result {
-                tracing::warn!(
-                    path = %segment.path.display(),
-                    length = touched.start_len,
-                    %error,
-                    "could not cut a failed batch off a segment; recovery may keep refused messages"
-                );
+    /// After a failed batch: unlinks every segment the batch created (so a
+    /// refused batch leaves no empty file behind), cuts every other touched
+    /// file back to its length before the batch, so no refused record can
+    /// come back at recovery, and drops the current segment (the next batch
+    /// starts a new one).
+    fn roll_back(&mut self, finished: Vec<ActiveSegment>) {
+        for segment in finished.into_iter().chain(self.current.take()) {
+            let out = &segment.out;
+            if out.start_len == 0 {
+                remove_new_segment(&out.path);
+            } else {
+                cut_back(out);
             }
         }
+        cut_back(&self.progress);
+        self.progress.len = self.progress.start_len;
     }
+}
+
+/// Cuts a file back to its length before the failed batch (always: a
+/// write that failed half-way is not counted in `len`).
+fn cut_back(out: &Appending) {
+    let result = out
+        .file
+        .set_len(out.start_len)
+        .and_then(|()| out.file.sync_data());
+    if let Err(error) = result {
+        tracing::warn!(
+            path = %out.path.display(),
+            length = out.start_len,
+            %error,
+            "could not cut a failed batch off a file; recovery may keep refused records"
+        );
+    }
+}
+
+/// Unlinks a segment created by a batch that failed.
+fn remove_new_segment(path: &Path) {
+    if let Err(error) = segment::unlink_durably(path) {
+        tracing::warn!(
+            path = %path.display(),
+            %error,
+            "could not remove the segment of a failed batch; recovery removes it"
+        );
+    }
+}
+
+/// Writes a whole new progress log (file header and one record per entry)
+/// atomically, with a fresh key; returns the key and the file's length.
+pub(crate) fn write_progress_log(
+    dir: &Path,
+    entries: &[(MessageId, Progress)],
+) -> Result<(FileKey, u64), SpoolError> {
+    let path = dir.join(PROGRESS_LOG);
+    let key = FileKey::generate().map_err(SpoolError::at(&path))?;
+    let mut bytes = record::file_header(FileKind::Progress, &key).to_vec();
+    for (id, entry) in entries {
+        let body = progress::to_json(entry);
+        let encoded = record::encode(&key, RecordKind::Progress, *id, &body, b"")
+            .map_err(|reason| SpoolError::InvalidProgress { id: *id, reason })?;
+        bytes.extend_from_slice(&encoded);
+    }
+    segment::write_atomically(dir, PROGRESS_LOG, &bytes)?;
+    Ok((key, bytes.len() as u64))
 }

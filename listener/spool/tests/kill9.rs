@@ -1,22 +1,17 @@
-//! kill -9 durability: a child process stores messages in a loop and prints
-//! each id only after `store` returned; it is killed with SIGKILL mid-flight,
-//! and every printed id must be in the reopened spool with its exact bytes.
-//!
-//! The child is this test binary itself, re-run on `kill9_child_writer`
-//! with the spool directory in an environment variable.
+//! kill -9 durability: a child process (the `spool_crash_child` binary,
+//! built by Cargo for this test) stores messages in a loop and prints each
+//! id only after `store` returned; it is killed with SIGKILL mid-flight, and
+//! every printed id must be in the reopened spool with its exact bytes.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postern_spool::{Envelope, MessageId, Spool, SpoolOptions};
+use postern_spool::{MessageId, Spool, SpoolOptions};
 
-const CHILD_DIR_VAR: &str = "POSTERN_SPOOL_KILL9_CHILD_DIR";
-const WRITERS: usize = 8;
 const IDS_BEFORE_KILL: usize = 300;
 
-/// The message stored under `id`: its size and content depend on the id.
+/// The message stored under `id` (the same function as the child's).
 fn payload(id: &MessageId) -> Vec<u8> {
     let text = id.to_string();
     let lines = 50 + usize::from(text.as_bytes()[31] % 16) * 20;
@@ -27,48 +22,12 @@ fn payload(id: &MessageId) -> Vec<u8> {
     data
 }
 
-/// Child side: stores forever until killed. Does nothing in a normal run.
-#[test]
-fn kill9_child_writer() {
-    let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let (spool, _) = Spool::open(Path::new(&dir), SpoolOptions::default()).unwrap();
-        let writers: Vec<_> = (0..WRITERS)
-            .map(|_| tokio::spawn(write_forever(spool.clone())))
-            .collect();
-        for writer in writers {
-            writer.await.unwrap();
-        }
-    });
-}
-
-async fn write_forever(spool: Spool) {
-    loop {
-        let id = MessageId::generate();
-        let envelope = Envelope::new(id, "a@example.com", vec!["b@example.org".into()]);
-        spool.store(envelope, payload(&id)).await.unwrap();
-        println!("STORED {id}");
-    }
-}
-
 #[test]
 fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "kill9_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR_VAR, dir.path())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spool_crash_child"))
+        .arg(dir.path())
+        .arg("store")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

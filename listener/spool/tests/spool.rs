@@ -9,6 +9,9 @@ use postern_spool::{
     Deferral, Envelope, MessageId, RecoveryReport, Spool, SpoolError, SpoolOptions,
 };
 
+/// Length of a record header (format v2).
+const HEADER: usize = 56;
+
 fn envelope(sender: &str) -> Envelope {
     let mut envelope = Envelope::new(
         MessageId::generate(),
@@ -198,7 +201,7 @@ async fn torn_tails_are_cut_and_good_records_survive() {
     let cases: [(&str, Damage); 5] = [
         ("cut inside the last record's data", |p, _| cut(p, 5)),
         ("cut inside the last record's header", |p, last| {
-            let header = find(p, format!("{{\"id\":\"{last}\"").as_bytes()) - 40;
+            let header = find(p, format!("{{\"id\":\"{last}\"").as_bytes()) - HEADER;
             cut_at(p, header as u64 + 20);
         }),
         ("cut right after the last record's header", |p, last| {
@@ -284,8 +287,8 @@ async fn corrupt_middle_record_is_moved_aside_and_reported() {
         let ids = store_and_close(dir.path(), &payloads).await;
         let segment = segments(dir.path()).remove(0);
         let at = if damage_header {
-            // the envelope length field of the middle record's header
-            find(&segment, format!("{{\"id\":\"{}\"", ids[1]).as_bytes()) - 40 + 21
+            // the envelope length field of the middle record's header (MACed)
+            find(&segment, format!("{{\"id\":\"{}\"", ids[1]).as_bytes()) - HEADER + 25
         } else {
             find(&segment, b"MIDDLE-MARKER")
         };
