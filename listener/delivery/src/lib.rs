@@ -18,6 +18,7 @@ pub mod route;
 pub mod runner;
 pub mod schedule;
 pub mod smtp_dispatcher;
+pub mod spool_store;
 pub mod store;
 pub mod timeq;
 
@@ -30,4 +31,5 @@ pub use route::{Destination, NextHop, Route, Router};
 pub use runner::{ListenerDelivery, QueueSnapshot, Runner, SiteSnapshot};
 pub use schedule::RetrySchedule;
 pub use smtp_dispatcher::{SmtpConnection, SmtpDispatcher};
+pub use spool_store::SpoolStore;
 pub use store::{Attempted, MemoryStore, QueueStore, QueuedMessage, RecoveredMessage, StoreError};
