@@ -24,6 +24,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::{
     context::ListenerContext,
+    delivery::{DeliveryQueue, queued_message},
     log::RecordLog,
     metrics::Metrics,
     session::{Action, AfterData, Delivery, Session, TlsInfo},
@@ -41,6 +42,10 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct Shared {
     /// The listener's context.
     pub ctx: Arc<ListenerContext>,
+    /// The listener's index in the configuration.
+    pub index: usize,
+    /// The delivery queue, when the listener delivers (has a `delivery` section).
+    pub delivery: Option<Arc<dyn DeliveryQueue>>,
     /// The STARTTLS certificates.
     pub tls: Arc<TlsProvider>,
     /// The spool.
@@ -253,6 +258,12 @@ impl Connection {
             AfterData::Store(delivery) => {
                 let mut delivery = *delivery;
                 let result = store(&self.shared.spool, &mut delivery).await;
+                if result.is_ok()
+                    && let Some(queue) = &self.shared.delivery
+                    && let Some(message) = queued_message(&delivery, self.shared.index)
+                {
+                    queue.submit(message);
+                }
                 self.session.delivery_finished(delivery, result)
             }
         };

@@ -15,7 +15,7 @@ use crate::{log::RecordLog, session::Delivery};
 
 /// The envelope field naming the listener that received a message (its configured
 /// `listen`), so that a restart routes it with that listener's `delivery` section.
-pub const LISTENER_FIELD: &str = "listener";
+pub use postern_delivery::spool_store::LISTENER_FIELD;
 
 /// The queue runner, type-erased.
 pub trait DeliveryQueue: Send + Sync + 'static {
@@ -47,9 +47,41 @@ impl<D: Dispatcher, S: QueueStore> DeliveryQueue for Runner<D, S> {
     }
 }
 
-impl RecordSink for RecordLog {
+/// The record log as the runner's sink, closable at shutdown (the log's writer
+/// finishes only once every handle is gone, and the runner may outlive shutdown in
+/// the admin endpoint's state).
+#[derive(Debug)]
+pub struct LogSink {
+    log: std::sync::Mutex<Option<RecordLog>>,
+}
+
+impl LogSink {
+    /// A sink writing to `log`.
+    pub fn new(log: RecordLog) -> Self {
+        Self {
+            log: std::sync::Mutex::new(Some(log)),
+        }
+    }
+
+    /// Drops the log handle; later records are discarded.
+    pub fn close(&self) {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
+impl RecordSink for LogSink {
     fn write(&self, record: &DeliveryRecord) {
-        RecordLog::write(self, record);
+        if let Some(log) = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            log.write(record);
+        }
     }
 }
 

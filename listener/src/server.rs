@@ -11,17 +11,22 @@ use std::{
 };
 
 use anyhow::Context as _;
-use postern_config::Config;
+use postern_config::{Config, DeliveryConfig};
+use postern_delivery::{DeliveryMetrics, ListenerDelivery, Runner, SmtpDispatcher, SpoolStore};
+use postern_outbound::{MxResolver, TlsClients};
 use postern_spool::{Spool, SpoolOptions};
 use postern_tls::{TlsMetrics, TlsProvider};
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, sync::watch, time::Instant};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    admin::{self, AdminState},
+    admin::{self, AdminControl, AdminState},
+    backpressure::{self, Load},
     connection::{self, Shared},
     context::ListenerContext,
+    control::Control,
+    delivery::{DeliveryQueue, LogSink},
     log::{LogWriter, RecordLog},
     metrics::{ListenerLabels, Metrics},
 };
@@ -44,7 +49,9 @@ pub struct Running {
     /// The bound admin address.
     pub admin: SocketAddr,
     ready: Arc<AtomicBool>,
-    shutdown: watch::Sender<Option<Instant>>,
+    control: Arc<Control>,
+    delivery_sink: Arc<LogSink>,
+    stop_monitor: CancellationToken,
     stop_accepting: CancellationToken,
     stop_admin: CancellationToken,
     sessions: TaskTracker,
@@ -65,12 +72,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls_metrics = TlsMetrics::default();
     tls_metrics.register(&mut registry);
 
+    let load = Arc::new(Load::default());
     let mut contexts = Vec::new();
     for (i, listener) in config.listeners.iter().enumerate() {
         let tls = TlsProvider::start(listener, tls_metrics.clone())
             .await
             .map_err(|e| StartError::Tls(format!("listeners[{i}].{e}")))?;
-        contexts.push((Arc::new(ListenerContext::new(listener.clone())), tls));
+        contexts.push((
+            Arc::new(ListenerContext::with_load(listener.clone(), load.clone())),
+            tls,
+        ));
     }
 
     // The admin endpoint comes up before spool recovery: /livez answers while a large
@@ -82,11 +93,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let stop_admin = CancellationToken::new();
-    let control = Arc::new(OnceLock::new());
+    let admin_control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
         registry: registry.clone(),
-        control: control.clone(),
+        control: admin_control.clone(),
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, state, stop_admin.clone()));
 
@@ -104,7 +115,79 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .register(&mut registry.write().unwrap_or_else(PoisonError::into_inner));
 
     let (log, log_writer) = RecordLog::open(&config.log).await.context("log")?;
+
+    // Delivery: the runner over the spool and SMTP; it resumes what recovery found.
+    let delivery_metrics = DeliveryMetrics::default();
+    delivery_metrics.register(&mut registry.write().unwrap_or_else(PoisonError::into_inner));
+    let delivery_sink = Arc::new(LogSink::new(log.clone()));
+    let store = SpoolStore::new(spool.clone());
+    let runner = Runner::start(
+        config
+            .listeners
+            .iter()
+            .map(|l| {
+                ListenerDelivery::new(
+                    l.delivery.as_ref().unwrap_or(&DeliveryConfig::default()),
+                    l.effective_hostname(),
+                )
+            })
+            .collect(),
+        dispatcher(&config)?,
+        store.clone(),
+        delivery_sink.clone(),
+        delivery_metrics,
+    );
+    let listen_keys: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| l.listen.to_string())
+        .collect();
+    let delivering: Vec<bool> = config
+        .listeners
+        .iter()
+        .map(|l| l.delivery.is_some())
+        .collect();
+    let recovered = store
+        .recovered(|key| {
+            let index = match key {
+                Some(key) => listen_keys.iter().position(|k| k == key),
+                None => delivering.iter().position(|d| *d),
+            }?;
+            delivering[index].then_some(index)
+        })
+        .map_err(|e| anyhow::anyhow!("spool: {e}"))?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            messages = recovered.len(),
+            "resuming delivery of recovered messages"
+        );
+    }
+    runner.resume(recovered).await;
+    let queue: Arc<dyn DeliveryQueue> = Arc::new(runner);
+    for (l, delivering) in config.listeners.iter().zip(&delivering) {
+        if !delivering {
+            tracing::warn!(listen = %l.listen, "listener has no delivery section: its accepted mail is held in the spool");
+        }
+    }
+
+    let stop_monitor = CancellationToken::new();
+    tokio::spawn(backpressure::monitor(
+        config.spool.path.clone(),
+        load.clone(),
+        queue.watch_depth(),
+        stop_monitor.clone(),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(None);
+    let control = Arc::new(Control {
+        listeners: config.listeners.clone(),
+        load,
+        queue: queue.clone(),
+        stop_sessions: shutdown,
+        grace: config.shutdown_grace_period.get(),
+        draining: AtomicBool::new(false),
+    });
+    let _ = admin_control.set(control.clone() as Arc<dyn AdminControl>);
+
     let stop_accepting = CancellationToken::new();
     let sessions = TaskTracker::new();
     let accept_loops = TaskTracker::new();
@@ -117,6 +200,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let bound = socket.local_addr().context("listener address")?;
         smtp.push(bound);
         let shared = Arc::new(Shared {
+            delivery: ctx.config.delivery.is_some().then(|| queue.clone()),
+            index: i,
             ctx,
             tls,
             spool: spool.clone(),
@@ -139,7 +224,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         smtp,
         admin: admin_addr,
         ready,
-        shutdown,
+        control,
+        delivery_sink,
+        stop_monitor,
         stop_accepting,
         stop_admin,
         sessions,
@@ -192,15 +279,20 @@ async fn accept_loop(
 
 impl Running {
     /// Graceful shutdown: `/readyz` fails at once, no new connections, sessions in a
-    /// transaction may finish it within the grace period, idle ones get 421 4.3.2; then
-    /// the spool is closed (deferred messages written) and the log flushed.
+    /// transaction may finish it within the grace period, idle ones get 421 4.3.2;
+    /// delivery attempts under way may finish within the grace period (their outcomes
+    /// are recorded); then the spool is closed (deferred messages written) and the log
+    /// flushed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.ready.store(false, Ordering::SeqCst);
         self.stop_accepting.cancel();
-        let _ = self.shutdown.send(Some(Instant::now() + self.grace));
+        self.control.stop_taking_mail();
         self.accept_loops.wait().await;
         self.sessions.close();
         self.sessions.wait().await;
+        self.control.queue.shutdown(self.grace).await;
+        self.stop_monitor.cancel();
+        self.delivery_sink.close();
         drop(self.log.take());
         self.spool.close().await.context("closing the spool")?;
         self.log_writer.finish().await.context("flushing the log")?;
@@ -209,4 +301,32 @@ impl Running {
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// The admin endpoint's view of the process (drain, queue, readiness).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+}
+
+/// The SMTP dispatcher: the system's resolver (read from /etc/resolv.conf; no query
+/// is made until an MX route needs one) and the system roots, or the first
+/// listener's `delivery.caFile`.
+fn dispatcher(config: &Config) -> Result<SmtpDispatcher, StartError> {
+    let ca_file = config
+        .listeners
+        .iter()
+        .find_map(|l| l.delivery.as_ref().and_then(|d| d.ca_file.clone()));
+    let tls = match &ca_file {
+        Some(path) => TlsClients::with_ca_file(path),
+        None => TlsClients::system_roots(),
+    }
+    .map_err(|e| StartError::Tls(format!("delivery.caFile: {e}")))?;
+    let resolver = match MxResolver::from_system_conf() {
+        Ok(resolver) => Some(resolver),
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS resolver configuration: MX routes will fail temporarily");
+            None
+        }
+    };
+    Ok(SmtpDispatcher::new(resolver, tls))
 }
