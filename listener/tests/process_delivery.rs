@@ -443,6 +443,7 @@ async fn backpressure_refuses_mail_while_the_queue_is_full_and_clears_by_itself(
     }
     let (status, _) = http_get(setup.admin, "/readyz").await.unwrap();
     assert_eq!(status, 200);
+    client.cmd("QUIT").await.unwrap();
     process.sigterm();
     assert!(process.wait_exit(WAIT).await.success());
 }
