@@ -1,6 +1,13 @@
 //! The connection driver: moves bytes between a socket and a [`Session`], with the
-//! client timeout, STARTTLS, the spool and the shutdown deadline. All SMTP decisions
-//! are the session's; this module only does I/O.
+//! deadlines, STARTTLS, the data budget, the spool and the shutdown deadline. All SMTP
+//! decisions are the session's; this module only does I/O.
+//!
+//! Deadlines: each read waits at most `clientTimeout`; a whole command line must
+//! arrive within `commandTimeout` and the whole message data within `dataTimeout`,
+//! however slowly it trickles; every write of replies must be taken by the client
+//! within `writeTimeout`; the STARTTLS handshake within `tlsHandshakeTimeout`; the
+//! work after the final dot within `dataProcessingTimeout`. Once shutdown began,
+//! nothing waits past the grace deadline.
 
 use std::{
     net::SocketAddr,
@@ -12,6 +19,7 @@ use std::{
 
 use bytes::{Buf, BytesMut};
 use chrono::Utc;
+use postern_config::InvalidLineEndings;
 use postern_spool::{Envelope, MessageId, Spool};
 use postern_tls::{TlsFacts, TlsProvider};
 use tokio::{
@@ -21,22 +29,28 @@ use tokio::{
     time::Instant,
 };
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
+    budget::{DataBudget, Share},
     context::ListenerContext,
     delivery::{DeliveryQueue, queued_message},
     log::RecordLog,
     metrics::Metrics,
     session::{Action, AfterData, Delivery, Session, TlsInfo},
     smtp::{
-        data::{DataFramer, DataOutcome},
-        line::{Split, skip_to_line_end, split_line},
+        data::{BareLineEndings, DataFramer, DataOptions, DataOutcome},
+        line::{Split, skip_to_line_end, split_line_limit},
         reply::Reply,
     },
 };
 
-/// Size of one socket read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read size while reading commands: an idle connection holds about this much.
+const COMMAND_CHUNK: usize = 1024;
+/// Read size inside DATA (charged to the data budget).
+const DATA_CHUNK: usize = 64 * 1024;
+/// A read buffer larger than this is given back after DATA.
+const KEEP_READ_BUFFER: usize = 8 * 1024;
 
 /// What every connection of one listener shares.
 pub struct Shared {
@@ -54,8 +68,12 @@ pub struct Shared {
     pub log: RecordLog,
     /// Metrics.
     pub metrics: Metrics,
+    /// The process-wide budget of message data in memory.
+    pub budget: DataBudget,
     /// `None` while running; the grace deadline once shutdown began.
     pub shutdown: watch::Receiver<Option<Instant>>,
+    /// Cancelled when the grace period is over: every session ends at once.
+    pub hard_stop: CancellationToken,
 }
 
 /// A plaintext or TLS socket.
@@ -122,23 +140,39 @@ struct Connection {
     timeout: Duration,
 }
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection to its end. IPv4-mapped IPv6 addresses (a dual-stack
+/// socket's IPv4 peers) are turned into plain IPv4 here, so relay rules, trace
+/// headers and records all see `192.0.2.1`, never `::ffff:192.0.2.1`.
 pub async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let local = socket.local_addr().unwrap_or(peer);
+    let peer = canonical(peer);
+    let local = canonical(socket.local_addr().unwrap_or(peer));
     let session = Session::new(shared.ctx.clone(), peer, local);
     let timeout = shared.ctx.config.client_timeout.get();
+    let hard_stop = shared.hard_stop.clone();
     let mut conn = Connection {
         stream: Some(Stream::Plain(socket)),
-        rbuf: BytesMut::with_capacity(READ_CHUNK),
+        rbuf: BytesMut::new(),
         wbuf: Vec::new(),
         session,
         shared,
         timeout,
     };
-    if let Err(e) = conn.run().await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tokio::select! {
+        result = conn.run() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = hard_stop.cancelled() => {
+            tracing::debug!(%peer, "connection cut at the end of the grace period");
+        }
     }
-    conn.log_records();
+    conn.log_records().await;
+}
+
+/// The address with an IPv4-mapped IPv6 address turned into IPv4.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 impl Connection {
@@ -152,11 +186,7 @@ impl Connection {
         loop {
             let line = match self.next_line().await? {
                 Ok(line) => line,
-                Err(Stop::Gone) => return Ok(()),
-                Err(Stop::Close(reply)) => {
-                    self.queue(&reply);
-                    return self.close().await;
-                }
+                Err(stop) => return self.stop(stop).await,
             };
             match self.session.command(&line) {
                 Action::Reply(reply) => self.queue(&reply),
@@ -177,7 +207,7 @@ impl Connection {
                     }
                 }
             }
-            self.log_records();
+            self.log_records().await;
         }
     }
 
@@ -191,25 +221,28 @@ impl Connection {
         }
     }
 
-    /// The next complete command line; over-long lines are answered and skipped.
+    /// The next complete command line, which must arrive within `commandTimeout`;
+    /// over-long lines are answered and skipped.
     async fn next_line(&mut self) -> std::io::Result<Result<Vec<u8>, Stop>> {
+        let limit = self.shared.ctx.config.line_length_hard_limit as usize;
+        let deadline = Instant::now() + self.shared.ctx.config.command_timeout.get();
         loop {
-            match split_line(&self.rbuf) {
+            match split_line_limit(&self.rbuf, limit) {
                 Split::Line { len } => {
                     let line = self.rbuf[..len].to_vec();
                     self.rbuf.advance(len + 2);
                     return Ok(Ok(line));
                 }
                 Split::TooLong => {
-                    if let Err(stop) = self.skip_long_line().await? {
+                    if let Err(stop) = self.skip_long_line(deadline).await? {
                         return Ok(Err(stop));
                     }
                     let reply = self.session.line_too_long();
                     self.queue(&reply);
-                    self.log_records();
+                    self.log_records().await;
                 }
                 Split::Incomplete => {
-                    if let Err(stop) = self.fill().await? {
+                    if let Err(stop) = self.fill(COMMAND_CHUNK, deadline, "command").await? {
                         return Ok(Err(stop));
                     }
                 }
@@ -217,7 +250,7 @@ impl Connection {
         }
     }
 
-    async fn skip_long_line(&mut self) -> std::io::Result<Result<(), Stop>> {
+    async fn skip_long_line(&mut self, deadline: Instant) -> std::io::Result<Result<(), Stop>> {
         let mut after_cr = false;
         loop {
             let (skip, found) = skip_to_line_end(&self.rbuf, after_cr);
@@ -226,52 +259,110 @@ impl Connection {
             if found {
                 return Ok(Ok(()));
             }
-            if let Err(stop) = self.fill().await? {
+            if let Err(stop) = self.fill(COMMAND_CHUNK, deadline, "command").await? {
                 return Ok(Err(stop));
             }
         }
     }
 
-    /// Frames the message data, then stores it and answers.
+    /// Frames the message data (within `dataTimeout`, holding a share of the data
+    /// budget at least as large as the buffers), then stores it and answers.
     async fn receive_data(&mut self) -> std::io::Result<Result<(), Stop>> {
-        let mut framer = DataFramer::with_size_hint(
-            self.shared.ctx.config.max_message_size,
-            self.session.size_hint(),
-        );
+        let config = &self.shared.ctx.config;
+        let mut framer = DataFramer::with_options(DataOptions {
+            max_size: config.max_message_size,
+            max_line: config.line_length_hard_limit as usize,
+            bare_line_endings: match config.invalid_line_endings {
+                InvalidLineEndings::Deny => BareLineEndings::Deny,
+                InvalidLineEndings::Allow => BareLineEndings::Allow,
+                InvalidLineEndings::Fix => BareLineEndings::Fix,
+            },
+        });
+        let deadline = Instant::now() + config.data_timeout.get();
+        let mut share = self.shared.budget.share();
         let outcome = loop {
             let (used, outcome) = framer.feed(&self.rbuf);
             self.rbuf.advance(used);
             if let Some(outcome) = outcome {
                 break outcome;
             }
-            if let Err(stop) = self.fill().await? {
+            // Room for what the next read can bring, before reading it.
+            let want = framer.held_after(self.rbuf.len() + DATA_CHUNK)
+                + self.rbuf.capacity().max(self.rbuf.len() + DATA_CHUNK);
+            share.shrink_to(want);
+            if let Err(stop) = self.reserve(&mut share, want, deadline).await? {
+                return Ok(Err(stop));
+            }
+            if let Err(stop) = self.fill(DATA_CHUNK, deadline, "data").await? {
                 return Ok(Err(stop));
             }
         };
+        self.shrink_read_buffer();
         let octets = match &outcome {
             DataOutcome::Complete(body) => body.len(),
             _ => 0,
         };
         let id = MessageId::generate().to_string();
+        let processing = self.shared.ctx.config.data_processing_timeout.get();
         let reply = match self.session.data_received(outcome, id, Utc::now()) {
             AfterData::Reply(reply) => reply,
             AfterData::Store(delivery) => {
                 let mut delivery = *delivery;
-                let result = store(&self.shared.spool, &mut delivery).await;
-                if result.is_ok()
-                    && let Some(queue) = &self.shared.delivery
-                    && let Some(message) = queued_message(&delivery, self.shared.index)
+                match tokio::time::timeout(processing, store(&self.shared.spool, &mut delivery))
+                    .await
                 {
-                    queue.submit(message);
+                    Ok(result) => {
+                        if result.is_ok()
+                            && let Some(queue) = &self.shared.delivery
+                            && let Some(message) = queued_message(&delivery, self.shared.index)
+                        {
+                            queue.submit(message);
+                        }
+                        self.session.delivery_finished(delivery, result)
+                    }
+                    Err(_) => self.session.delivery_timed_out(delivery),
                 }
-                self.session.delivery_finished(delivery, result)
             }
         };
+        drop(share);
         if reply.code == 250 {
             self.shared.metrics.accepted(octets);
         }
         self.queue(&reply);
         Ok(Ok(()))
+    }
+
+    /// Grows the session's share of the data budget to `want`, waiting (not reading)
+    /// at most `clientTimeout` and never past the DATA or grace deadline.
+    async fn reserve(
+        &mut self,
+        share: &mut Share,
+        want: usize,
+        deadline: Instant,
+    ) -> std::io::Result<Result<(), Stop>> {
+        if share.held() >= want {
+            return Ok(Ok(()));
+        }
+        self.flush().await?;
+        let mut until = deadline.min(Instant::now() + self.timeout);
+        if let Some(grace) = *self.shared.shutdown.borrow() {
+            until = until.min(grace);
+        }
+        match share.grow_to(want, until).await {
+            Ok(()) => Ok(Ok(())),
+            Err(_) => {
+                self.shared.metrics.deadline("budget");
+                Ok(Err(Stop::Close(self.session.budget_reply())))
+            }
+        }
+    }
+
+    /// Gives back a read buffer that grew in DATA, keeping any pipelined octets.
+    fn shrink_read_buffer(&mut self) {
+        if self.rbuf.capacity() > KEEP_READ_BUFFER {
+            let rest = BytesMut::from(&self.rbuf[..]);
+            self.rbuf = rest;
+        }
     }
 
     /// Runs the TLS handshake after `220`. Returns false when the connection is over.
@@ -289,8 +380,15 @@ impl Connection {
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Ok(false);
         };
+        let mut deadline = Instant::now() + self.shared.ctx.config.tls_handshake_timeout.get();
+        if let Some(grace) = *self.shared.shutdown.borrow() {
+            deadline = deadline.min(grace);
+        }
+        // A shutdown that begins mid-handshake is bounded by the hard stop at the end
+        // of the grace period (see `serve`).
         let handshake = self.shared.tls.acceptor().accept(tcp);
-        match tokio::time::timeout(self.timeout, handshake).await {
+        let outcome = tokio::time::timeout_at(deadline, handshake).await;
+        match outcome {
             Ok(Ok(tls)) => {
                 let facts = TlsFacts::of(tls.get_ref().1);
                 self.stream = Some(Stream::Tls(Box::new(tls)));
@@ -314,17 +412,30 @@ impl Connection {
             }
             Err(_) => {
                 self.shared.metrics.tls_handshake_failures.inc();
+                self.shared.metrics.deadline("tls");
                 tracing::info!("TLS handshake timed out; closing the connection");
                 Ok(false)
             }
         }
     }
 
-    /// Flushes replies, then reads more input, minding the client timeout and shutdown.
-    async fn fill(&mut self) -> std::io::Result<Result<(), Stop>> {
+    /// Flushes replies, then reads up to `chunk` more octets, minding the client
+    /// timeout, the whole-command or whole-data `deadline` and shutdown.
+    async fn fill(
+        &mut self,
+        chunk: usize,
+        deadline: Instant,
+        what: &'static str,
+    ) -> std::io::Result<Result<(), Stop>> {
         self.flush().await?;
-        self.log_records();
-        let deadline = Instant::now() + self.timeout;
+        self.log_records().await;
+        let idle = Instant::now() + self.timeout;
+        let (until, kind) = if deadline < idle {
+            (deadline, what)
+        } else {
+            (idle, "read")
+        };
+        self.rbuf.reserve(chunk);
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             let grace = *shutdown.borrow_and_update();
@@ -343,14 +454,17 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
+            let room = self.rbuf.capacity() - self.rbuf.len();
+            let mut limited = (&mut *stream).take(room.min(chunk.max(1)) as u64);
             tokio::select! {
-                read = stream.read_buf(&mut self.rbuf) => {
+                read = limited.read_buf(&mut self.rbuf) => {
                     return Ok(match read {
                         Ok(0) | Err(_) => Err(Stop::Gone),
                         Ok(_) => Ok(()),
                     });
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = tokio::time::sleep_until(until) => {
+                    self.shared.metrics.deadline(kind);
                     return Ok(Err(Stop::Close(self.session.timeout_reply())));
                 }
                 changed = shutdown.changed(), if grace.is_none() => {
@@ -367,32 +481,56 @@ impl Connection {
         reply.write_to(&mut self.wbuf);
     }
 
+    /// Writes the queued replies; a client that does not take them within
+    /// `writeTimeout` (or by the end of the grace period) is dropped.
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
+        }
+        let mut deadline = Instant::now() + self.shared.ctx.config.write_timeout.get();
+        if let Some(grace) = *self.shared.shutdown.borrow() {
+            deadline = deadline.min(grace.max(Instant::now() + Duration::from_millis(200)));
         }
         let stream = self
             .stream
             .as_mut()
             .ok_or(std::io::ErrorKind::NotConnected)?;
-        stream.write_all(&self.wbuf).await?;
-        stream.flush().await?;
+        let write = async {
+            stream.write_all(&self.wbuf).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(written) => written?,
+            Err(_) => {
+                self.shared.metrics.deadline("write");
+                self.stream = None;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client did not take its replies within writeTimeout",
+                ));
+            }
+        }
         self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_READ_BUFFER {
+            self.wbuf = Vec::new();
+        }
         Ok(())
     }
 
     async fn close(&mut self) -> std::io::Result<()> {
         self.flush().await?;
         if let Some(mut stream) = self.stream.take() {
-            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
         }
         Ok(())
     }
 
-    fn log_records(&mut self) {
+    async fn log_records(&mut self) {
         for record in self.session.take_records() {
             self.shared.metrics.observe(&record);
-            self.shared.log.write(&record);
+            if !record.suppressed {
+                self.shared.log.write(&record).await;
+            }
         }
     }
 }

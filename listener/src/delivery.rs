@@ -80,7 +80,7 @@ impl RecordSink for LogSink {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            log.write(record);
+            log.write_or_queue(record);
         }
     }
 }

@@ -7,7 +7,9 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod admission;
 pub mod backpressure;
+pub mod budget;
 pub mod cli;
 pub mod connection;
 pub mod context;
@@ -17,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod received;
 pub mod records;
+pub mod rejection_limit;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -24,6 +24,13 @@ pub struct ListenerLabels {
     pub listener: String,
 }
 
+/// Labels naming which deadline closed a session.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadlineLabels {
+    /// `read` (clientTimeout), `command`, `data`, `write`, `tls` or `budget`.
+    pub deadline: &'static str,
+}
+
 /// Counters and gauges of the SMTP side.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -39,6 +46,24 @@ pub struct Metrics {
     pub received_bytes: Counter,
     /// Failed TLS handshakes after STARTTLS.
     pub tls_handshake_failures: Counter,
+    /// Connections refused for `maxConnections` (or the file descriptor limit).
+    pub connections_denied: Family<ListenerLabels, Counter>,
+    /// Sessions closed by a deadline, by deadline.
+    pub deadlines: Family<DeadlineLabels, Counter>,
+    /// `maxDataInFlight`.
+    pub data_budget_bytes: Gauge,
+    /// Message data held in memory by sessions now.
+    pub data_in_flight_bytes: Gauge,
+    /// Times a session had to wait for room in the data budget.
+    pub data_budget_waits: Counter,
+    /// Times a session gave up waiting for room (and was closed with 421 4.3.1).
+    pub data_budget_timeouts: Counter,
+    /// Rejection records not logged because a session refused too much too fast.
+    pub rejection_records_suppressed: Counter,
+    /// Rejection records dropped because the record log's queue was full.
+    pub log_records_dropped: Counter,
+    /// Failed writes to the record log (each is retried).
+    pub log_write_errors: Counter,
 }
 
 impl Metrics {
@@ -74,10 +99,70 @@ impl Metrics {
             "TLS handshakes after STARTTLS that failed",
             self.tls_handshake_failures.clone(),
         );
+        registry.register(
+            "postern_connections_denied",
+            "SMTP connections refused with 421 4.3.2 for maxConnections or the fd limit",
+            self.connections_denied.clone(),
+        );
+        registry.register(
+            "postern_session_deadlines",
+            "SMTP sessions closed by a deadline (read, command, data, write, tls, budget)",
+            self.deadlines.clone(),
+        );
+        registry.register(
+            "postern_data_budget_bytes",
+            "maxDataInFlight: message data all sessions may hold in memory",
+            self.data_budget_bytes.clone(),
+        );
+        registry.register(
+            "postern_data_in_flight_bytes",
+            "Message data held in memory by sessions now",
+            self.data_in_flight_bytes.clone(),
+        );
+        registry.register(
+            "postern_data_budget_waits",
+            "Times a session waited for room in the data budget",
+            self.data_budget_waits.clone(),
+        );
+        registry.register(
+            "postern_data_budget_timeouts",
+            "Times a session got no room in the data budget in time (421 4.3.1)",
+            self.data_budget_timeouts.clone(),
+        );
+        registry.register(
+            "postern_rejection_records_suppressed",
+            "Rejection records not logged because one session refused too much too fast",
+            self.rejection_records_suppressed.clone(),
+        );
+        self.register_log(registry);
     }
 
-    /// Counts a rejection record.
+    /// Registers the record log's metrics.
+    fn register_log(&self, registry: &mut Registry) {
+        registry.register(
+            "postern_log_records_dropped",
+            "Rejection records dropped because the record log's queue was full",
+            self.log_records_dropped.clone(),
+        );
+        registry.register(
+            "postern_log_write_errors",
+            "Failed writes to the record log; each is retried and /readyz fails meanwhile",
+            self.log_write_errors.clone(),
+        );
+    }
+
+    /// Counts a session closed by `deadline`.
+    pub fn deadline(&self, deadline: &'static str) {
+        self.deadlines
+            .get_or_create(&DeadlineLabels { deadline })
+            .inc();
+    }
+
+    /// Counts a rejection record (logged or suppressed).
     pub fn observe(&self, record: &LogRecord) {
+        if record.suppressed {
+            self.rejection_records_suppressed.inc();
+        }
         if record.kind == RecordType::Rejection {
             let reason = record
                 .response

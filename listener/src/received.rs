@@ -178,8 +178,13 @@ fn with_trace_headers(r: &Received<'_>, relayed: &[String], meta: &Map<String, V
     let mut data = Vec::with_capacity(r.body.len() + 512);
     if trace.supplemental_header {
         data.extend_from_slice(
-            supplemental_header(&trace.header_name, relayed, &trace.include_meta_names, meta)
-                .as_bytes(),
+            supplemental_header(
+                &trace.header_name,
+                single(relayed),
+                &trace.include_meta_names,
+                meta,
+            )
+            .as_bytes(),
         );
     }
     if trace.received_header {
@@ -190,16 +195,23 @@ fn with_trace_headers(r: &Received<'_>, relayed: &[String], meta: &Map<String, V
             hostname: &r.ctx.hostname,
             tls: r.tls.map(|t| (t.protocol.as_str(), t.cipher.as_str())),
             id: &r.id,
-            single_recipient: match relayed {
-                [one] => Some(one.as_str()),
-                _ => None,
-            },
+            single_recipient: single(relayed),
             date: r.now,
         };
         data.extend_from_slice(received_header(&info).as_bytes());
     }
     data.extend_from_slice(&r.body);
     data
+}
+
+/// The recipient when there is exactly one. The stored message goes to every
+/// recipient, so with several none is named in it: naming them all would show each
+/// recipient the others, Bcc included.
+fn single(recipients: &[String]) -> Option<&str> {
+    match recipients {
+        [one] => Some(one),
+        _ => None,
+    }
 }
 
 /// The message metadata: the listener's static `meta`, then the connection facts.
@@ -339,5 +351,7 @@ pub fn base_record(
         feedback_report: None,
         oob: None,
         report_parse_error: None,
+        rejections_suppressed: None,
+        suppressed: false,
     }
 }

@@ -105,6 +105,13 @@ pub struct LogRecord {
     /// Why a message sent to a report domain could not be parsed as a report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_parse_error: Option<String>,
+    /// On a rejection: how many rejection records of this session were left out of the
+    /// log since the previous one (a session that refuses too much too fast).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejections_suppressed: Option<u64>,
+    /// Counted in the metrics but not written to the log (rate-limited).
+    #[serde(skip)]
+    pub suppressed: bool,
 }
 
 /// `recipient` as KumoMTA writes it: a string for one, an array for several.

@@ -17,12 +17,14 @@ use postern_outbound::{MxResolver, TlsClients};
 use postern_spool::{Spool, SpoolOptions};
 use postern_tls::{TlsMetrics, TlsProvider};
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{net::TcpListener, sync::watch, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    admin::{self, AdminControl, AdminState},
+    admin::{self, AdminControl, AdminLimits, AdminState},
+    admission::{ListenerLimit, ProcessLimits},
     backpressure::{self, Load},
+    budget::DataBudget,
     connection::{self, Shared},
     context::ListenerContext,
     control::Control,
@@ -53,10 +55,11 @@ pub struct Running {
     delivery_sink: Arc<LogSink>,
     stop_monitor: CancellationToken,
     stop_accepting: CancellationToken,
+    hard_stop: CancellationToken,
     stop_admin: CancellationToken,
     sessions: TaskTracker,
     accept_loops: TaskTracker,
-    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    admin_task: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
     spool: Spool,
     log: Option<RecordLog>,
     log_writer: LogWriter,
@@ -87,19 +90,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // The admin endpoint comes up before spool recovery: /livez answers while a large
     // spool is recovered (so a liveness probe does not kill it) and /readyz says no.
     let ready = Arc::new(AtomicBool::new(false));
+    let log_healthy = Arc::new(AtomicBool::new(true));
     let registry = Arc::new(RwLock::new(registry));
-    let admin_listener = TcpListener::bind(config.admin.listen.socket_addr())
-        .await
+    let admin_listener = std::net::TcpListener::bind(config.admin.listen.socket_addr())
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let stop_admin = CancellationToken::new();
     let admin_control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
+        log_healthy: log_healthy.clone(),
         registry: registry.clone(),
         control: admin_control.clone(),
     };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, state, stop_admin.clone()));
+    let limits = AdminLimits {
+        max_connections: config.admin.max_connections,
+        timeout: config.admin.timeout.get(),
+    };
+    let admin_task = admin::spawn(admin_listener, limits, state, stop_admin.clone())
+        .context("starting the admin endpoint")?;
 
     let spool_dir = config.spool.path.clone();
     let (spool, recovery) =
@@ -114,7 +123,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .metrics()
         .register(&mut registry.write().unwrap_or_else(PoisonError::into_inner));
 
-    let (log, log_writer) = RecordLog::open(&config.log).await.context("log")?;
+    let (log, log_writer) = RecordLog::open(&config.log, metrics.clone(), log_healthy)
+        .await
+        .context("log")?;
 
     // Delivery: the runner over the spool and SMTP; it resumes what recovery found.
     let delivery_metrics = DeliveryMetrics::default();
@@ -189,6 +200,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let _ = admin_control.set(control.clone() as Arc<dyn AdminControl>);
 
     let stop_accepting = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let budget = DataBudget::new(config.max_data_in_flight, metrics.clone());
+    let wanted: u64 = config
+        .listeners
+        .iter()
+        .map(|l| u64::from(l.max_connections))
+        .sum();
+    let process_limits = ProcessLimits::new(wanted);
     let sessions = TaskTracker::new();
     let accept_loops = TaskTracker::new();
     let mut smtp = Vec::new();
@@ -199,6 +218,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .with_context(|| format!("listeners[{i}].listen {addr}"))?;
         let bound = socket.local_addr().context("listener address")?;
         smtp.push(bound);
+        let limit = process_limits.listener(ctx.config.max_connections);
         let shared = Arc::new(Shared {
             delivery: ctx.config.delivery.is_some().then(|| queue.clone()),
             index: i,
@@ -207,12 +227,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             spool: spool.clone(),
             log: log.clone(),
             metrics: metrics.clone(),
+            budget: budget.clone(),
             shutdown: shutdown_rx.clone(),
+            hard_stop: hard_stop.clone(),
         });
         tracing::info!(listen = %bound, hostname = %shared.ctx.hostname, "listening for SMTP");
         accept_loops.spawn(accept_loop(
             socket,
             shared,
+            limit,
             sessions.clone(),
             stop_accepting.clone(),
         ));
@@ -228,6 +251,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         delivery_sink,
         stop_monitor,
         stop_accepting,
+        hard_stop,
         stop_admin,
         sessions,
         accept_loops,
@@ -242,6 +266,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 async fn accept_loop(
     socket: TcpListener,
     shared: Arc<Shared>,
+    limit: ListenerLimit,
     sessions: TaskTracker,
     stop: CancellationToken,
 ) {
@@ -257,6 +282,15 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 shared.metrics.connections.get_or_create(&labels).inc();
+                let Some(admitted) = limit.admit() else {
+                    shared
+                        .metrics
+                        .connections_denied
+                        .get_or_create(&labels)
+                        .inc();
+                    limit.refuse(stream, &shared.ctx.hostname);
+                    continue;
+                };
                 let active = shared
                     .metrics
                     .active_connections
@@ -267,6 +301,7 @@ async fn accept_loop(
                 sessions.spawn(async move {
                     connection::serve(stream, peer, shared).await;
                     active.dec();
+                    drop(admitted);
                 });
             }
             Err(e) => {
@@ -277,25 +312,54 @@ async fn accept_loop(
     }
 }
 
+/// How long the record log may take to be flushed at exit.
+const LOG_FLUSH: Duration = Duration::from_secs(5);
+
+/// How long sessions still running at the end of the grace period get to send their
+/// `421` before they are cut.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
 impl Running {
-    /// Graceful shutdown: `/readyz` fails at once, no new connections, sessions in a
-    /// transaction may finish it within the grace period, idle ones get 421 4.3.2;
-    /// delivery attempts under way may finish within the grace period (their outcomes
-    /// are recorded); then the spool is closed (deferred messages written) and the log
-    /// flushed.
+    /// Graceful shutdown, bounded by the grace period whatever clients do: `/readyz`
+    /// fails at once, no new connections, idle sessions get 421 4.3.2, messages held
+    /// in memory (`deferredSpool`) are written durably *first*, sessions in a
+    /// transaction may finish it within the grace period; at its end every session
+    /// still open is told 421 and, one second later, cut. Delivery attempts under way
+    /// may finish within the grace period (their outcomes are recorded). Then the
+    /// spool is closed and the log flushed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let grace_end = Instant::now() + self.grace;
         self.ready.store(false, Ordering::SeqCst);
         self.stop_accepting.cancel();
-        self.control.stop_taking_mail();
+        self.control.stop_sessions.send_replace(Some(grace_end));
+        let persisted = self.spool.persist_deferred().await;
+        if let Err(e) = &persisted {
+            tracing::error!(error = %e, "could not write every deferred message at shutdown");
+        }
         self.accept_loops.wait().await;
         self.sessions.close();
-        self.sessions.wait().await;
-        self.control.queue.shutdown(self.grace).await;
+        if tokio::time::timeout_at(grace_end + LAST_WORDS, self.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.sessions.len(),
+                "sessions still open at the end of the grace period are cut"
+            );
+            self.hard_stop.cancel();
+            let _ = tokio::time::timeout(LAST_WORDS, self.sessions.wait()).await;
+        }
+        let remaining = grace_end.saturating_duration_since(Instant::now());
+        self.control.queue.shutdown(remaining).await;
         self.stop_monitor.cancel();
         self.delivery_sink.close();
         drop(self.log.take());
         self.spool.close().await.context("closing the spool")?;
-        self.log_writer.finish().await.context("flushing the log")?;
+        persisted.context("writing the deferred messages")?;
+        self.log_writer
+            .finish(LOG_FLUSH)
+            .await
+            .context("flushing the log")?;
         self.stop_admin.cancel();
         let _ = self.admin_task.await;
         tracing::info!("stopped");

@@ -10,6 +10,7 @@ use crate::{
     context::ListenerContext,
     received::{self, Received},
     records::{LogRecord, PeerAddress, RecordType, Response, recipient_value},
+    rejection_limit::{RejectionLimit, Verdict},
     relay::Decision,
     smtp::{
         address::Mailbox,
@@ -122,6 +123,7 @@ pub struct Session {
     messages: u32,
     draining: bool,
     records: Vec<LogRecord>,
+    rejections: RejectionLimit,
 }
 
 impl Session {
@@ -137,6 +139,7 @@ impl Session {
             messages: 0,
             draining: false,
             records: Vec::new(),
+            rejections: RejectionLimit::default(),
         }
     }
 
@@ -160,6 +163,18 @@ impl Session {
         )
     }
 
+    /// The reply when the data budget had no room for this session in time.
+    pub fn budget_reply(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.3.1",
+            format!(
+                "{} too much message data in flight; try again later",
+                self.ctx.hostname
+            ),
+        )
+    }
+
     /// The reply to a command after shutdown began.
     pub fn shutdown_reply(&self) -> Reply {
         Reply::new(
@@ -172,12 +187,15 @@ impl Session {
         )
     }
 
-    /// The reply to a command line longer than 998 octets.
+    /// The reply to a command line longer than `lineLengthHardLimit`.
     pub fn line_too_long(&mut self) -> Reply {
         let reply = Reply::new(
             500,
             "5.5.2",
-            "line too long; the limit is 998 octets plus CRLF",
+            format!(
+                "line too long; the limit is {} octets plus CRLF",
+                self.ctx.config.line_length_hard_limit
+            ),
         );
         self.reject(&reply, Some("(line too long)".into()));
         reply
@@ -409,7 +427,10 @@ impl Session {
                     _ => Reply::new(
                         500,
                         "5.5.2",
-                        "message line too long; the limit is 998 octets plus CRLF",
+                        format!(
+                            "message line too long; the limit is {} octets plus CRLF",
+                            self.ctx.config.line_length_hard_limit
+                        ),
                     ),
                 };
                 self.reject_message(&transaction, &reply);
@@ -486,14 +507,41 @@ impl Session {
         self.records.push(record);
     }
 
+    /// The message took longer than `dataProcessingTimeout` to store: the client is
+    /// told to retry (the spool may still finish the write, so it may be relayed twice,
+    /// never lost).
+    pub fn delivery_timed_out(&mut self, delivery: Delivery) -> Reply {
+        let reply = Reply::new(
+            451,
+            "4.4.5",
+            "data_processing_timeout exceeded; try again later",
+        );
+        tracing::warn!(id = %delivery.id, "dataProcessingTimeout exceeded; answered 451");
+        let mut record = self.record(RecordType::Rejection, &reply, Some("DATA".into()));
+        record.id = Some(delivery.id);
+        record.sender = delivery.sender;
+        record.recipient = recipient_value(&delivery.recipients);
+        record.size = delivery.size;
+        self.records.push(record);
+        reply
+    }
+
     /// Logs a refused command and returns its reply.
     fn refuse(&mut self, line: &[u8], reply: Reply) -> Reply {
         self.reject(&reply, Some(printable_command(line)));
         reply
     }
 
+    /// A rejection record, rate-limited per session: every one is counted, a burst and
+    /// then one a second are written.
     fn reject(&mut self, reply: &Reply, command: Option<String>) {
         let mut record = self.record(RecordType::Rejection, reply, command);
+        match self.rejections.check(std::time::Instant::now()) {
+            Verdict::Write { suppressed_before } => {
+                record.rejections_suppressed = (suppressed_before > 0).then_some(suppressed_before);
+            }
+            Verdict::Suppress => record.suppressed = true,
+        }
         if let Some(t) = &self.transaction {
             record.sender = t
                 .sender

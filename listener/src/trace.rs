@@ -7,8 +7,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::records::recipient_value;
-
 /// The marker key and value that identify a supplemental trace payload.
 pub const MARKER_KEY: &str = "_@_";
 /// The marker's value: the three characters `\_/`.
@@ -77,15 +75,22 @@ pub fn reception_protocol(esmtp: bool, tls: bool) -> &'static str {
 /// The supplemental header: standard padded base64 of compact JSON with sorted keys,
 /// `{"_@_":"\\_/","recipient":…}` plus each of `include_meta_names` (null when unset),
 /// folded into 75-character chunks joined by CRLF TAB.
+///
+/// `recipient` is the message's only recipient. A message stored once for several
+/// recipients has none: KumoMTA writes one copy per recipient, each naming its own;
+/// Postern stores one copy for all, and naming every recipient in it would disclose
+/// each one (Bcc included) to all the others, so the key is left out.
 pub fn supplemental_header(
     header_name: &str,
-    recipients: &[String],
+    recipient: Option<&str>,
     include_meta_names: &[String],
     meta: &Map<String, Value>,
 ) -> String {
     let mut payload = Map::new();
     payload.insert(MARKER_KEY.into(), MARKER_VALUE.into());
-    payload.insert("recipient".into(), recipient_value(recipients));
+    if let Some(recipient) = recipient {
+        payload.insert("recipient".into(), Value::from(recipient));
+    }
     for name in include_meta_names {
         payload.insert(name.clone(), meta.get(name).cloned().unwrap_or(Value::Null));
     }
@@ -105,8 +110,7 @@ mod tests {
 
     #[test]
     fn the_seed_example_decodes_as_documented() {
-        let header =
-            supplemental_header("X-KumoRef", &["test@example.com".into()], &[], &Map::new());
+        let header = supplemental_header("X-KumoRef", Some("test@example.com"), &[], &Map::new());
         assert_eq!(
             header,
             "X-KumoRef: eyJfQF8iOiJcXF8vIiwicmVjaXBpZW50IjoidGVzdEBleGFtcGxlLmNvbSJ9\r\n"
@@ -119,7 +123,7 @@ mod tests {
         meta.insert("tenant".into(), "acme".into());
         let header = supplemental_header(
             "X-Ref",
-            &["a@b.example".into(), "c@d.example".into()],
+            Some("a@b.example"),
             &["tenant".into(), "campaign".into()],
             &meta,
         );
@@ -129,15 +133,29 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8(json).unwrap(),
-            r#"{"_@_":"\\_/","campaign":null,"recipient":["a@b.example","c@d.example"],"tenant":"acme"}"#
+            r#"{"_@_":"\\_/","campaign":null,"recipient":"a@b.example","tenant":"acme"}"#
         );
         let mut lines = header.lines();
-        assert_eq!(lines.next().unwrap().len(), "X-Ref: ".len() + 75);
+        assert_eq!(
+            lines.next().unwrap().len(),
+            "X-Ref: ".len() + 75,
+            "{header}"
+        );
         assert!(
             lines.all(|l| l.starts_with('\t') && l.len() <= 76),
             "{header}"
         );
         assert!(header.contains("\r\n\t"));
+    }
+
+    #[test]
+    fn without_a_single_recipient_none_is_named() {
+        let header = supplemental_header("X-KumoRef", None, &[], &Map::new());
+        let b64 = header.trim_end().trim_start_matches("X-KumoRef: ");
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(json, br#"{"_@_":"\\_/"}"#);
     }
 
     #[test]

@@ -16,6 +16,10 @@ use crate::{ConfigError, HumanDuration, ListenAddr, ListenerConfig, validate};
 pub const DEFAULT_SPOOL_PATH: &str = "./postern-spool";
 /// Default address of the admin HTTP endpoint (`/livez`, `/readyz`, `/metrics`).
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8025";
+/// Default `admin.maxConnections`.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: u32 = 64;
+/// Default `maxDataInFlight`: 128 MiB of message data held by all sessions together.
+pub const DEFAULT_MAX_DATA_IN_FLIGHT: u64 = 128 * 1024 * 1024;
 
 /// A whole `postern-listener` configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -33,9 +37,16 @@ pub struct Config {
     /// The admin HTTP endpoint.
     #[serde(default)]
     pub admin: AdminConfig,
-    /// How long sessions in a transaction may go on after SIGTERM.
+    /// How long sessions in a transaction may go on after SIGTERM; the process exits
+    /// within it whatever clients do.
     #[serde(default = "default_grace")]
     pub shutdown_grace_period: HumanDuration,
+    /// Octets of message data all sessions of all listeners may hold in memory
+    /// together while it arrives. A session that finds it used up stops reading (TCP
+    /// flow control) and, after `clientTimeout` without room, is told `421 4.3.1`.
+    #[serde(default = "default_max_data_in_flight")]
+    #[schemars(range(min = 1))]
+    pub max_data_in_flight: u64,
 }
 
 /// The spool.
@@ -54,6 +65,14 @@ pub struct AdminConfig {
     /// Address serving `/livez`, `/readyz` and `/metrics`.
     #[serde(default = "default_admin_listen")]
     pub listen: ListenAddr,
+    /// Concurrent admin connections; further ones are closed at once.
+    #[serde(default = "default_admin_max_connections")]
+    #[schemars(range(min = 1))]
+    pub max_connections: u32,
+    /// An admin connection is closed this long after it was accepted, whatever the
+    /// client does.
+    #[serde(default = "default_admin_timeout")]
+    pub timeout: HumanDuration,
 }
 
 /// Where log records go.
@@ -104,6 +123,20 @@ impl Config {
                 "listeners",
                 "is empty; expected at least one listener",
             ));
+        }
+        for (field, value) in [
+            ("maxDataInFlight", self.max_data_in_flight),
+            (
+                "admin.maxConnections",
+                u64::from(self.admin.max_connections),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(
+                    field,
+                    "'0' is not allowed; expected at least 1",
+                ));
+            }
         }
         validate::validate_listeners(&self.listeners, "listeners", validate::Context::File)
     }
@@ -167,6 +200,8 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            max_connections: default_admin_max_connections(),
+            timeout: default_admin_timeout(),
         }
     }
 }
@@ -181,6 +216,15 @@ fn default_admin_listen() -> ListenAddr {
     DEFAULT_ADMIN_LISTEN
         .parse()
         .expect("the default admin address parses")
+}
+const fn default_admin_max_connections() -> u32 {
+    DEFAULT_ADMIN_MAX_CONNECTIONS
+}
+const fn default_admin_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+const fn default_max_data_in_flight() -> u64 {
+    DEFAULT_MAX_DATA_IN_FLIGHT
 }
 const fn default_grace() -> HumanDuration {
     HumanDuration::from_secs(30)

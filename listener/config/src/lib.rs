@@ -10,6 +10,7 @@ mod domain_map;
 mod duration;
 mod error;
 mod file;
+mod invariants;
 mod key_source;
 mod listener;
 mod net;
@@ -25,14 +26,17 @@ pub use domain_map::DomainMap;
 pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use file::{
-    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_SPOOL_PATH, LogTarget, SpoolConfig,
+    AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS,
+    DEFAULT_MAX_DATA_IN_FLIGHT, DEFAULT_SPOOL_PATH, LogTarget, SpoolConfig,
 };
+pub use invariants::check_loader_input;
 pub use key_source::{
     DEFAULT_VAULT_AUTH_MOUNT, DEFAULT_VAULT_KEY, KeySource, KeySourceFields, SecretKeyRef,
     SecretSource, VaultAuth, VaultSource,
 };
 pub use listener::{
-    DEFAULT_BANNER, DEFAULT_HEADER_NAME, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_SIZE, DomainConfig,
+    DEFAULT_BANNER, DEFAULT_HEADER_NAME, DEFAULT_LINE_LENGTH_HARD_LIMIT, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE, DomainConfig, InvalidLineEndings,
     ListenerConfig, TraceHeaders,
 };
 pub use net::{IpNetwork, ListenAddr};

@@ -15,6 +15,10 @@ pub const DEFAULT_BANNER: &str = "Postern ESMTP";
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 20 * 1024 * 1024;
 /// Default supplemental trace header name.
 pub const DEFAULT_HEADER_NAME: &str = "X-KumoRef";
+/// Default `maxConnections` (KumoMTA's): about half the ports of one address.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 32_768;
+/// Default `lineLengthHardLimit`: RFC 5321's 998 octets, not counting CRLF.
+pub const DEFAULT_LINE_LENGTH_HARD_LIMIT: u32 = 998;
 
 /// One ESMTP listener. Field names are the seed's parameters in camelCase.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -26,6 +30,18 @@ pub struct ListenerConfig {
     /// How long to wait for data from the client (at a command or inside DATA) before `421 4.4.2`.
     #[serde(default = "default_client_timeout")]
     pub client_timeout: HumanDuration,
+    /// The whole of one command line must arrive within this, however the client
+    /// trickles it (each read still has `clientTimeout`); then `421 4.4.2`.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: HumanDuration,
+    /// The whole message data, from the 354 to the final dot, must arrive within this;
+    /// then `421 4.4.2`.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: HumanDuration,
+    /// Upper bound on the work after the final dot (trace headers, spool write); past
+    /// it the client gets `451 4.4.5` instead of 250 (KumoMTA's `data_processing_timeout`).
+    #[serde(default = "default_data_processing_timeout")]
+    pub data_processing_timeout: HumanDuration,
     /// Acknowledge messages after holding them in memory only, without a disk write.
     /// DANGER: messages are lost if the process dies before they are written.
     #[serde(default)]
@@ -41,9 +57,24 @@ pub struct ListenerConfig {
     /// Hostname for the banner, EHLO and Received headers; the machine's hostname when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// What to do with a bare CR or LF in message data: `Deny` (refuse the message
+    /// with `552 5.6.0`), `Allow` (keep it as is) or `Fix` (turn it into CRLF). Only
+    /// CRLF `.` CRLF ever ends the data, whatever this says.
+    #[serde(default)]
+    pub invalid_line_endings: InvalidLineEndings,
+    /// Longest command or message line, in octets without CRLF; longer lines get
+    /// `500 5.5.2`.
+    #[serde(default = "default_line_length_hard_limit")]
+    #[schemars(range(min = 1))]
+    pub line_length_hard_limit: u32,
     /// Address to bind: `IP:PORT`, `[IPv6]:PORT` or `0:PORT`.
     #[serde(default = "default_listen")]
     pub listen: ListenAddr,
+    /// Concurrent connections this listener serves; one more is told
+    /// `421 4.3.2 {hostname} too many concurrent sessions. Try later` and closed.
+    #[serde(default = "default_max_connections")]
+    #[schemars(range(min = 1))]
+    pub max_connections: u32,
     /// MAIL FROM commands allowed on one connection; further ones get a transient failure.
     #[serde(default = "default_max_messages_per_connection")]
     #[schemars(range(min = 1))]
@@ -68,12 +99,31 @@ pub struct ListenerConfig {
     /// Private key for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_private_key: Option<KeySource>,
+    /// The STARTTLS handshake must finish within this, else the connection is closed.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: HumanDuration,
     /// How often Vault sources are read again (files are re-read when they change).
     #[serde(default = "default_tls_refresh_interval")]
     pub tls_refresh_interval: HumanDuration,
     /// The `Received` and supplemental trace headers.
     #[serde(default)]
     pub trace_headers: TraceHeaders,
+    /// A reply must be taken by the client within this; a client that sends and never
+    /// reads is dropped.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout: HumanDuration,
+}
+
+/// KumoMTA's `invalid_line_endings`: what to do with a bare CR or LF in message data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum InvalidLineEndings {
+    /// Refuse the message with `552 5.6.0` (the default).
+    #[default]
+    Deny,
+    /// Accept the message with its line endings as they came.
+    Allow,
+    /// Accept the message with every bare CR or LF turned into CRLF.
+    Fix,
 }
 
 /// Relay and report rules for one recipient (or sender) domain.
@@ -131,11 +181,17 @@ impl Default for ListenerConfig {
         Self {
             banner: default_banner(),
             client_timeout: default_client_timeout(),
+            command_timeout: default_command_timeout(),
+            data_timeout: default_data_timeout(),
+            data_processing_timeout: default_data_processing_timeout(),
             deferred_spool: false,
             delivery: None,
             domains: BTreeMap::new(),
             hostname: None,
+            invalid_line_endings: InvalidLineEndings::Deny,
+            line_length_hard_limit: default_line_length_hard_limit(),
             listen: default_listen(),
+            max_connections: default_max_connections(),
             max_messages_per_connection: default_max_messages_per_connection(),
             max_recipients_per_message: default_max_recipients_per_message(),
             max_message_size: default_max_message_size(),
@@ -143,8 +199,10 @@ impl Default for ListenerConfig {
             relay_hosts: default_relay_hosts(),
             tls_certificate: None,
             tls_private_key: None,
+            tls_handshake_timeout: default_tls_handshake_timeout(),
             tls_refresh_interval: default_tls_refresh_interval(),
             trace_headers: TraceHeaders::default(),
+            write_timeout: default_write_timeout(),
         }
     }
 }
@@ -174,6 +232,27 @@ fn default_banner() -> String {
     DEFAULT_BANNER.into()
 }
 const fn default_client_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+const fn default_command_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5 * 60)
+}
+const fn default_data_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10 * 60)
+}
+const fn default_data_processing_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5 * 60)
+}
+const fn default_line_length_hard_limit() -> u32 {
+    DEFAULT_LINE_LENGTH_HARD_LIMIT
+}
+const fn default_max_connections() -> u32 {
+    DEFAULT_MAX_CONNECTIONS
+}
+const fn default_tls_handshake_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+const fn default_write_timeout() -> HumanDuration {
     HumanDuration::from_secs(60)
 }
 fn default_listen() -> ListenAddr {

@@ -18,14 +18,18 @@ use serde_with::{DeserializeFromStr, SerializeDisplay};
 pub struct IpNetwork(pub IpNet);
 
 impl IpNetwork {
-    /// Whether `ip` lies inside this network. IPv4-mapped IPv6 peers (`::ffff:10.0.0.1`)
-    /// are compared as the IPv4 address they carry.
+    /// Whether `ip` lies inside this network. An IPv4 peer and its IPv4-mapped IPv6
+    /// form (`10.0.0.1`, `::ffff:10.0.0.1`) are one peer: each matches networks written
+    /// in either family (`10.0.0.0/8`, `::ffff:0:0/96`, `::/0`).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+        let (v4, mapped) = match ip {
+            IpAddr::V4(v4) => (Some(v4), Some(v4.to_ipv6_mapped())),
+            IpAddr::V6(v6) => (v6.to_ipv4_mapped(), Some(v6)),
         };
-        self.0.contains(&ip)
+        match self.0 {
+            IpNet::V4(net) => v4.is_some_and(|v4| net.contains(&v4)),
+            IpNet::V6(net) => mapped.is_some_and(|v6| net.contains(&v6)),
+        }
     }
 }
 
@@ -150,6 +154,21 @@ mod tests {
     fn mapped_ipv6_peers_match_ipv4_rules() {
         let n: IpNetwork = "10.0.0.0/8".parse().unwrap();
         assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipv6_forms_of_ipv4_networks_match_both_forms_of_a_peer() {
+        for net in ["::ffff:0:0/96", "::/0", "::ffff:10.0.0.0/104"] {
+            let n: IpNetwork = net.parse().unwrap();
+            assert!(n.contains("10.1.2.3".parse().unwrap()), "{net}");
+            assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()), "{net}");
+        }
+        let mapped: IpNetwork = "::ffff:0:0/96".parse().unwrap();
+        assert!(!mapped.contains("2001:db8::1".parse().unwrap()));
+        assert!(!mapped.contains("::1".parse().unwrap()));
+        let all: IpNetwork = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
     }
 
     #[test]

@@ -52,6 +52,8 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
             u64::from(l.max_recipients_per_message),
         ),
         ("maxMessageSize", l.max_message_size),
+        ("maxConnections", u64::from(l.max_connections)),
+        ("lineLengthHardLimit", u64::from(l.line_length_hard_limit)),
     ] {
         if value == 0 {
             return Err(ConfigError::invalid(

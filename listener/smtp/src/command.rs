@@ -74,7 +74,15 @@ const NOT_IMPLEMENTED: &[&str] = &[
 
 /// Parses a command line (without CRLF).
 pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
-    let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidUtf8)?;
+    let line = std::str::from_utf8(line).map_err(|_| {
+        // 8-bit octets in a hello name are a syntax error of the name, as for UTF-8.
+        let verb = line.split(|&b| b == b' ').next().unwrap_or_default();
+        if verb.eq_ignore_ascii_case(b"EHLO") || verb.eq_ignore_ascii_case(b"HELO") {
+            CommandError::Syntax(HELLO_NAME.into())
+        } else {
+            CommandError::InvalidUtf8
+        }
+    })?;
     let (verb, args) = line.split_once(' ').unwrap_or((line, ""));
     let upper = verb.to_ascii_uppercase();
     match upper.as_str() {
@@ -107,10 +115,16 @@ fn no_args(args: &str, command: Command) -> Result<Command, CommandError> {
     }
 }
 
+/// What a hello name must be.
+const HELLO_NAME: &str = "expected a domain name or an address literal such as [192.0.2.1]";
+
 fn domain_arg(args: &str) -> Result<String, CommandError> {
     let mut words = args.split_whitespace();
     match (words.next(), words.next()) {
-        (Some(domain), None) => Ok(domain.to_owned()),
+        (Some(domain), None) if is_hello_name(domain) && !args.contains(is_forbidden) => {
+            Ok(domain.to_owned())
+        }
+        (Some(_), None) => Err(CommandError::Syntax(HELLO_NAME.into())),
         (None, _) => Err(CommandError::Syntax(
             "a domain name or address literal is required".into(),
         )),
@@ -118,6 +132,47 @@ fn domain_arg(args: &str) -> Result<String, CommandError> {
             "expected exactly one domain name".into(),
         )),
     }
+}
+
+/// Control characters (NUL, ESC, DEL …) and anything outside ASCII.
+fn is_forbidden(c: char) -> bool {
+    !c.is_ascii() || c.is_ascii_control() && c != ' '
+}
+
+/// An EHLO/HELO argument (RFC 5321 §4.1.1.1): a domain name or an address literal.
+/// Underscores are tolerated in names (many hosts are called so); control
+/// characters and 8-bit octets never are, so the name is safe in `Received:` and logs.
+pub fn is_hello_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    if let Some(literal) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        if literal.parse::<std::net::Ipv4Addr>().is_ok() {
+            return true;
+        }
+        if let Some(v6) = literal.strip_prefix("IPv6:") {
+            return v6.parse::<std::net::Ipv6Addr>().is_ok();
+        }
+        // General-address-literal: Standardized-tag ":" 1*dcontent.
+        return literal.split_once(':').is_some_and(|(tag, content)| {
+            !tag.is_empty()
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !content.is_empty()
+                && content
+                    .bytes()
+                    .all(|b| (33..=90).contains(&b) || (94..=126).contains(&b))
+        });
+    }
+    name.strip_suffix('.')
+        .unwrap_or(name)
+        .split('.')
+        .all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// Strips a case-insensitive keyword such as `FROM:`.
@@ -188,6 +243,45 @@ mod tests {
         );
         assert_eq!(parse("QuIt").unwrap(), Command::Quit);
         assert_eq!(parse("noop anything at all").unwrap(), Command::Noop);
+    }
+
+    #[test]
+    fn hello_names_are_domains_or_address_literals() {
+        for good in [
+            "client.example",
+            "localhost",
+            "my_host.example.",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "[x-tag:abc]",
+        ] {
+            assert_eq!(
+                parse(&format!("EHLO {good}")).unwrap(),
+                Command::Ehlo(good.into()),
+                "{good}"
+            );
+        }
+        for bad in [
+            "EHLO a\u{0}b",
+            "EHLO a\u{1b}[31mb",
+            "EHLO a\u{7f}",
+            "HELO bücher.example",
+            "EHLO a..b",
+            "EHLO [999.1.1.1]",
+            "EHLO <a@b>",
+            "EHLO a b",
+            "EHLO",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(CommandError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_command(b"EHLO caf\xe9.example"),
+            Err(CommandError::Syntax(_))
+        ));
+        assert_eq!(parse_command(b"NOOP \xff"), Err(CommandError::InvalidUtf8));
     }
 
     #[test]

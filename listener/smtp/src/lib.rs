@@ -11,6 +11,7 @@ pub mod command;
 pub mod credentials;
 pub mod data;
 pub mod dot_stuff;
+pub mod invariants;
 pub mod line;
 pub mod outcome;
 pub mod reply;

@@ -19,10 +19,15 @@ pub enum Split {
 /// Finds the first CRLF-terminated line. Only CRLF ends a command line; a bare LF
 /// stays inside the line (and makes it unparseable), so it can never split commands.
 pub fn split_line(buf: &[u8]) -> Split {
-    let window = &buf[..buf.len().min(MAX_LINE + 2)];
+    split_line_limit(buf, MAX_LINE)
+}
+
+/// [`split_line`] with another limit than 998 octets (`lineLengthHardLimit`).
+pub fn split_line_limit(buf: &[u8], limit: usize) -> Split {
+    let window = &buf[..buf.len().min(limit.saturating_add(2))];
     match window.windows(2).position(|w| w == b"\r\n") {
         Some(len) => Split::Line { len },
-        None if buf.len() >= MAX_LINE + 2 => Split::TooLong,
+        None if buf.len() >= limit.saturating_add(2) => Split::TooLong,
         None => Split::Incomplete,
     }
 }
@@ -57,6 +62,13 @@ mod tests {
         assert_eq!(split_line(&ok), Split::Line { len: MAX_LINE });
         assert_eq!(split_line(&vec![b'a'; MAX_LINE + 2]), Split::TooLong);
         assert_eq!(split_line(&vec![b'a'; MAX_LINE + 1]), Split::Incomplete);
+    }
+
+    #[test]
+    fn the_limit_can_be_changed() {
+        assert_eq!(split_line_limit(b"NOOP\r\n", 4), Split::Line { len: 4 });
+        assert_eq!(split_line_limit(b"NOOPS\r\n", 4), Split::TooLong);
+        assert_eq!(split_line_limit(b"NOOP\r", 4), Split::Incomplete);
     }
 
     #[test]

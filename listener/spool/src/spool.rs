@@ -59,6 +59,8 @@ impl Default for SpoolOptions {
 #[derive(Default)]
 struct Deferred {
     closed: bool,
+    /// Set by [`Spool::persist_deferred`]: nothing more is held in memory.
+    durable_only: bool,
     bytes: u64,
     messages: BTreeMap<MessageId, (Envelope, Vec<u8>)>,
 }
@@ -253,7 +255,9 @@ impl Spool {
             if deferred.closed {
                 return Err(SpoolError::Closed);
             }
-            if deferred.bytes + envelope.size <= self.inner.max_deferred_bytes {
+            if !deferred.durable_only
+                && deferred.bytes + envelope.size <= self.inner.max_deferred_bytes
+            {
                 deferred.bytes += envelope.size;
                 deferred.messages.insert(envelope.id, (envelope, data));
                 drop(deferred);
@@ -262,6 +266,23 @@ impl Spool {
             }
         }
         self.store(envelope, data).await.map(|()| Deferral::Written)
+    }
+
+    /// The first step of a shutdown: writes every message held in memory durably
+    /// (sharing fsyncs) and makes [`Spool::store_deferred`] write durably from now on,
+    /// so that nothing acknowledged is lost if the process is killed while sessions
+    /// finish. Stores go on working. Returns the first error, after logging each
+    /// message that could not be written.
+    pub async fn persist_deferred(&self) -> Result<(), SpoolError> {
+        let held = {
+            let mut deferred = lock(&self.inner.shared.deferred);
+            deferred.durable_only = true;
+            deferred.bytes = 0;
+            std::mem::take(&mut deferred.messages)
+        };
+        let result = self.store_all(held.into_values()).await;
+        self.inner.shared.refresh_depth();
+        result
     }
 
     /// Records the outcome of a delivery attempt, durably on return (same

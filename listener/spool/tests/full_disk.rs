@@ -26,11 +26,9 @@ fn mount(args: &[&str], target: &Path, what: &str) -> Option<Mounted> {
     match status {
         Ok(status) if status.success() => Some(Mounted(target.to_path_buf())),
         other => {
-            let message = format!("cannot mount {what} ({other:?}); needs root and mount(8)");
-            if std::env::var_os("CI").is_some() {
-                panic!("{message}");
-            }
-            eprintln!("SKIPPED: {message}");
+            postern_skip::skip(&format!(
+                "cannot mount {what} ({other:?}); needs root and mount(8)"
+            ));
             None
         }
     }

@@ -419,6 +419,34 @@ async fn deferred_messages_are_written_by_close() {
     spool.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn persist_deferred_writes_what_is_held_and_then_stores_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path());
+    let held = envelope("a@example.com");
+    let held_id = held.id;
+    assert_eq!(
+        spool.store_deferred(held, b"held".to_vec()).await.unwrap(),
+        Deferral::Held
+    );
+    spool.persist_deferred().await.unwrap();
+    assert_eq!(
+        listed_ids(dir.path()),
+        vec![held_id],
+        "on disk before close"
+    );
+    let late = envelope("b@example.com");
+    let late_id = late.id;
+    assert_eq!(
+        spool.store_deferred(late, b"late".to_vec()).await.unwrap(),
+        Deferral::Written,
+        "after persist_deferred nothing more is held in memory only"
+    );
+    assert_eq!(listed_ids(dir.path()), vec![held_id, late_id]);
+    assert_eq!(spool.depth(), 2);
+    spool.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_fails_every_waiter_of_the_batch() {
     let dir = tempfile::tempdir().unwrap();

@@ -166,9 +166,29 @@ impl Process {
     /// Spawns the binary with `args` in `cwd`; stdout and stderr go to
     /// `{cwd}/{label}.stdout` and `.stderr`.
     pub fn spawn<S: AsRef<OsStr>>(cwd: &Path, label: &str, args: &[S]) -> Self {
+        Self::spawn_wrapped(cwd, label, &[], args)
+    }
+
+    /// [`Process::spawn`] under `wrapper`, a command that runs the rest of its
+    /// arguments (e.g. `["prlimit", "--nofile=400:400", "--"]`, which execs the binary
+    /// so the pid is the listener's).
+    pub fn spawn_wrapped<S: AsRef<OsStr>>(
+        cwd: &Path,
+        label: &str,
+        wrapper: &[&str],
+        args: &[S],
+    ) -> Self {
         let stdout = cwd.join(format!("{label}.stdout"));
         let stderr = cwd.join(format!("{label}.stderr"));
-        let child = Command::new(BIN)
+        let mut command = match wrapper {
+            [program, rest @ ..] => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(BIN);
+                command
+            }
+            [] => Command::new(BIN),
+        };
+        let child = command
             .args(args)
             .current_dir(cwd)
             .env_remove("RUST_LOG")
@@ -194,6 +214,46 @@ impl Process {
         );
         process.wait_ready(setup.admin).await;
         process
+    }
+
+    /// [`Process::start`] under `wrapper` (see [`Process::spawn_wrapped`]).
+    pub async fn start_wrapped(
+        work: &Workdir,
+        setup: &Setup,
+        label: &str,
+        wrapper: &[&str],
+    ) -> Self {
+        let mut process = Self::spawn_wrapped(
+            work.path(),
+            label,
+            wrapper,
+            &[OsStr::new("--config"), setup.config.as_os_str()],
+        );
+        process.wait_ready(setup.admin).await;
+        process
+    }
+
+    /// Resident memory now, in KiB (`VmRSS` in /proc/PID/status).
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// A `kB` field of /proc/PID/status, such as `VmRSS`, `VmHWM` or `VmSize`.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"))
+    }
+
+    /// Open file descriptors now (entries of /proc/PID/fd).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
     }
 
     /// Polls `/readyz` on `admin` until it answers 200; panics with the process's
@@ -578,6 +638,14 @@ impl Smtp {
     /// MAIL, RCPT for each recipient and DATA with `body` (CRLF lines, no final dot);
     /// returns the reply to the final dot. A refusal before that is an error.
     pub async fn send_message(&mut self, from: &str, to: &[&str], body: &str) -> io::Result<Reply> {
+        self.send_message_start(from, to).await?;
+        self.send(body.as_bytes()).await?;
+        self.send(b".\r\n").await?;
+        self.reply().await
+    }
+
+    /// MAIL, RCPT for each recipient and DATA, up to the 354; a refusal is an error.
+    pub async fn send_message_start(&mut self, from: &str, to: &[&str]) -> io::Result<()> {
         let mail = self.cmd(&format!("MAIL FROM:<{from}>")).await?;
         expect(&mail, 250, "2.1.0", "MAIL")?;
         for rcpt in to {
@@ -585,10 +653,7 @@ impl Smtp {
             expect(&reply, 250, "2.1.5", "RCPT")?;
         }
         let data = self.cmd("DATA").await?;
-        expect(&data, 354, "", "DATA")?;
-        self.send(body.as_bytes()).await?;
-        self.send(b".\r\n").await?;
-        self.reply().await
+        expect(&data, 354, "", "DATA")
     }
 
     /// Whether the server closes the connection (EOF or reset) within [`WAIT`] without
@@ -664,4 +729,86 @@ async fn try_send_forever(
         acked.lock().unwrap().push((reply.id(), marker));
     }
     unreachable!("an unbounded loop")
+}
+
+/// The kinds of hostile client [`hostile`] plays.
+pub const HOSTILE_KINDS: &[&str] = &[
+    "idle",
+    "never-reads",
+    "trickle-command",
+    "trickle-data",
+    "unfinished-body",
+    "size-announced",
+    "garbage",
+    "bad-ehlo",
+    "stalled-tls",
+];
+
+/// One hostile client of issue 12, by kind (see [`HOSTILE_KINDS`]): what it does once
+/// connected, until the listener cuts it off.
+pub async fn hostile(kind: &'static str, addr: SocketAddr) -> std::io::Result<()> {
+    match kind {
+        "idle" => {
+            let mut smtp = Smtp::greeted(addr).await?;
+            smtp.closed().await;
+        }
+        "never-reads" => {
+            let mut stream = TcpStream::connect(addr).await?;
+            let noops = "NOOP\r\n".repeat(10_000);
+            while stream.write_all(noops.as_bytes()).await.is_ok() {}
+        }
+        "trickle-command" | "trickle-data" => {
+            let mut smtp = Smtp::greeted(addr).await?;
+            if kind == "trickle-data" {
+                smtp.send_message_start("t@example.org", &["r@example.com"])
+                    .await?;
+            }
+            loop {
+                smtp.send(b"x").await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        "unfinished-body" => {
+            let mut smtp = Smtp::greeted(addr).await?;
+            smtp.cmd("MAIL FROM:<u@example.org> SIZE=20000000").await?;
+            smtp.cmd("RCPT TO:<r@example.com>").await?;
+            smtp.cmd("DATA").await?;
+            let chunk = format!("{}\r\n", "y".repeat(998)).repeat(100);
+            for _ in 0..40 {
+                smtp.send(chunk.as_bytes()).await?;
+            }
+            smtp.closed().await;
+        }
+        "size-announced" => {
+            let mut smtp = Smtp::greeted(addr).await?;
+            smtp.cmd("MAIL FROM:<s@example.org> SIZE=20000000").await?;
+            smtp.cmd("RCPT TO:<r@example.com>").await?;
+            smtp.cmd("DATA").await?;
+            smtp.send(b"Subject: announced big\r\n\r\nsmall\r\n")
+                .await?;
+            smtp.closed().await;
+        }
+        "garbage" => {
+            let mut stream = TcpStream::connect(addr).await?;
+            let garbage = "XYZZY \x00\x1b garbage\r\n".repeat(1000);
+            for _ in 0..100 {
+                stream.write_all(garbage.as_bytes()).await?;
+            }
+        }
+        "bad-ehlo" => {
+            let mut smtp = Smtp::connect(addr).await?;
+            smtp.reply().await?;
+            for _ in 0..50 {
+                smtp.send(b"EHLO evil\x1b[2J\xff\r\n").await?;
+                smtp.reply().await?;
+            }
+        }
+        "stalled-tls" => {
+            let mut smtp = Smtp::greeted(addr).await?;
+            smtp.cmd("STARTTLS").await?;
+            smtp.closed().await;
+        }
+        other => unreachable!("{other}"),
+    }
+    Ok(())
 }

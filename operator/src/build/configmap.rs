@@ -63,8 +63,10 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
             listen: format!("0.0.0.0:{ADMIN_PORT}")
                 .parse()
                 .expect("an all-addresses admin address parses"),
+            ..AdminConfig::default()
         },
         shutdown_grace_period: HumanDuration::from_secs(SHUTDOWN_GRACE_SECS),
+        max_data_in_flight: postern_config::DEFAULT_MAX_DATA_IN_FLIGHT,
     }
 }
 
