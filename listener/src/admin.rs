@@ -1,14 +1,15 @@
-//! The admin HTTP endpoint: `/livez`, `/readyz` and `/metrics`, on a thread and runtime
-//! of its own (SMTP sessions busy on every worker cannot starve it), with its own
-//! connection limit and a deadline per connection, so that neither SMTP clients nor
-//! admin clients can keep a liveness probe from being answered.
+//! The admin HTTP endpoint: `/livez`, `/readyz`, `/metrics`, `GET /queue` and
+//! `POST /drain`, on a thread and runtime of its own (SMTP sessions busy on every
+//! worker cannot starve it), with its own connection limit and a deadline per
+//! connection, so that neither SMTP clients nor admin clients can keep a liveness
+//! probe from being answered.
 
 use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
     sync::{
-        Arc, PoisonError, RwLock,
+        Arc, OnceLock, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
@@ -16,9 +17,16 @@ use std::{
 };
 
 use axum::{
-    Router, extract::State, http::StatusCode, http::header, response::IntoResponse, routing::get,
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    http::header,
+    response::IntoResponse,
+    routing::{get, post},
 };
+use postern_delivery::QueueSnapshot;
 use prometheus_client::registry::Registry;
+use serde::Serialize;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -27,8 +35,28 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// What `GET /queue` and `POST /drain` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QueueStatus {
+    /// Whether the listener is draining (new connections get 421).
+    pub draining: bool,
+    /// The queue.
+    #[serde(flatten)]
+    pub queue: QueueSnapshot,
+}
+
+/// The running process, as the admin endpoint controls it.
+pub trait AdminControl: Send + Sync + 'static {
+    /// Why the process should get no new connections now (empty when ready).
+    fn not_ready(&self) -> Vec<String>;
+    /// The queue.
+    fn queue(&self) -> QueueStatus;
+    /// Stops accepting mail (new connections get 421), keeps delivering.
+    fn drain(&self) -> QueueStatus;
+}
+
 /// What the endpoint reads.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdminState {
     /// Ready to take mail: the spool is recovered, listeners are bound, no shutdown.
     pub ready: Arc<AtomicBool>,
@@ -36,6 +64,17 @@ pub struct AdminState {
     pub log_healthy: Arc<AtomicBool>,
     /// The metrics registry (the spool's metrics join it once the spool is open).
     pub registry: Arc<RwLock<Registry>>,
+    /// The process, once it has started (the endpoint comes up before the spool).
+    pub control: Arc<OnceLock<Arc<dyn AdminControl>>>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("ready", &self.ready)
+            .field("started", &self.control.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The admin endpoint's own limits.
@@ -83,6 +122,8 @@ pub async fn serve(
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/queue", get(queue))
+        .route("/drain", post(drain))
         .with_state(state);
     let listener = LimitedListener {
         inner: listener,
@@ -94,16 +135,38 @@ pub async fn serve(
         .await
 }
 
+/// `ready` when the process takes mail; otherwise 503 and one line per reason.
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let mut reasons = state
+        .control
+        .get()
+        .map(|control| control.not_ready())
+        .unwrap_or_default();
     if !state.log_healthy.load(Ordering::SeqCst) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the record log cannot be written\n",
-        )
-    } else if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        reasons.push("the record log cannot be written".into());
+    }
+    if state.ready.load(Ordering::SeqCst) && reasons.is_empty() {
+        return (StatusCode::OK, "ready\n".to_owned());
+    }
+    let mut body = String::from("not ready\n");
+    for reason in reasons {
+        body.push_str(&reason);
+        body.push('\n');
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+async fn queue(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.control.get() {
+        Some(control) => Json(control.queue()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+    }
+}
+
+async fn drain(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.control.get() {
+        Some(control) => (StatusCode::ACCEPTED, Json(control.drain())).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The command line: run, `check`, and `spool list|show`.
+//! The command line: run, `check`, `drain`, and `spool list|show`.
 
 use std::{
     io::Write,
@@ -11,7 +11,10 @@ use postern_config::{Config, DEFAULT_SPOOL_PATH};
 use postern_spool::MessageId;
 use postern_tls::{TlsMetrics, TlsProvider};
 
-use crate::server::{self, StartError};
+use crate::{
+    admin_client,
+    server::{self, StartError},
+};
 
 /// Exit code for bad input: configuration, TLS sources, malformed message ids.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -34,6 +37,16 @@ enum Command {
     Run,
     /// Validate the configuration and exit: 0 when valid, 2 with one line when not.
     Check,
+    /// Stop taking mail (new connections get 421), keep delivering, and report the
+    /// queue depth until it is empty.
+    Drain {
+        /// The admin endpoint; by default the configuration's `admin.listen`.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+        /// Ask for the drain and exit without waiting for the queue to empty.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Inspect the spool.
     Spool {
         #[command(subcommand)]
@@ -80,6 +93,16 @@ impl Cli {
                 Ok(config) => check(&config).await,
                 Err(code) => code,
             },
+            Command::Drain { admin, no_wait } => {
+                let admin = match admin {
+                    Some(admin) => admin,
+                    None => match load(self.config.as_deref()) {
+                        Ok(config) => loopback(config.admin.listen.socket_addr()),
+                        Err(code) => return code,
+                    },
+                };
+                drain(admin, no_wait).await
+            }
             Command::Spool {
                 command: SpoolCommand::List { spool },
             } => list(&spool),
@@ -133,6 +156,78 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// An all-addresses bind address is reached on loopback.
+fn loopback(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+/// `POST /drain`, then `GET /queue` every second, printing the depth when it changes,
+/// until it is 0.
+async fn drain(admin: std::net::SocketAddr, no_wait: bool) -> ExitCode {
+    let (status, body) = match admin_client::request(admin, "POST", "/drain").await {
+        Ok(answer) => answer,
+        Err(e) => return fail(1, &format!("admin endpoint {admin}: {e}")),
+    };
+    if status != 202 {
+        return fail(
+            1,
+            &format!("admin endpoint {admin} answered {status}: {}", body.trim()),
+        );
+    }
+    let mut last = None;
+    let mut body = body;
+    loop {
+        let queue: serde_json::Value = match serde_json::from_str(&body) {
+            Ok(queue) => queue,
+            Err(e) => {
+                return fail(
+                    1,
+                    &format!("admin endpoint {admin}: bad /queue answer ({e})"),
+                );
+            }
+        };
+        let depth = queue["depth"].as_u64().unwrap_or(0);
+        if last != Some(depth) {
+            let sites: Vec<String> = queue["sites"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| format!("{} {}", s["site"].as_str().unwrap_or("?"), s["depth"]))
+                .collect();
+            if sites.is_empty() {
+                println!("queue depth: {depth}");
+            } else {
+                println!("queue depth: {depth} ({})", sites.join(", "));
+            }
+            last = Some(depth);
+        }
+        if depth == 0 {
+            println!("drained: nothing left to deliver");
+            return ExitCode::SUCCESS;
+        }
+        if no_wait {
+            println!("draining; run again without --no-wait to follow the queue");
+            return ExitCode::SUCCESS;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        body = match admin_client::request(admin, "GET", "/queue").await {
+            Ok((200, body)) => body,
+            Ok((status, body)) => {
+                return fail(
+                    1,
+                    &format!("admin endpoint {admin} answered {status}: {}", body.trim()),
+                );
+            }
+            Err(e) => return fail(1, &format!("admin endpoint {admin}: {e}")),
+        };
     }
 }
 

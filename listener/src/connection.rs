@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     budget::{DataBudget, Share},
     context::ListenerContext,
+    delivery::{DeliveryQueue, queued_message},
     log::RecordLog,
     metrics::Metrics,
     session::{Action, AfterData, Delivery, Session, TlsInfo},
@@ -55,6 +56,10 @@ const KEEP_READ_BUFFER: usize = 8 * 1024;
 pub struct Shared {
     /// The listener's context.
     pub ctx: Arc<ListenerContext>,
+    /// The listener's index in the configuration.
+    pub index: usize,
+    /// The delivery queue, when the listener delivers (has a `delivery` section).
+    pub delivery: Option<Arc<dyn DeliveryQueue>>,
     /// The STARTTLS certificates.
     pub tls: Arc<TlsProvider>,
     /// The spool.
@@ -306,7 +311,15 @@ impl Connection {
                 match tokio::time::timeout(processing, store(&self.shared.spool, &mut delivery))
                     .await
                 {
-                    Ok(result) => self.session.delivery_finished(delivery, result),
+                    Ok(result) => {
+                        if result.is_ok()
+                            && let Some(queue) = &self.shared.delivery
+                            && let Some(message) = queued_message(&delivery, self.shared.index)
+                        {
+                            queue.submit(message);
+                        }
+                        self.session.delivery_finished(delivery, result)
+                    }
                     Err(_) => self.session.delivery_timed_out(delivery),
                 }
             }

@@ -6,11 +6,15 @@
 //! and log records; [`server`] starts and stops the whole process.
 
 pub mod admin;
+pub mod admin_client;
 pub mod admission;
+pub mod backpressure;
 pub mod budget;
 pub mod cli;
 pub mod connection;
 pub mod context;
+pub mod control;
+pub mod delivery;
 pub mod log;
 pub mod metrics;
 pub mod received;

@@ -93,6 +93,21 @@ impl RecordLog {
     }
 }
 
+impl RecordLog {
+    /// Queues any other record (a delivery record) from code that cannot wait: at once
+    /// when there is room, else from a task that waits for room like a message record.
+    pub fn write_or_queue(&self, record: &impl serde::Serialize) {
+        let mut line = serde_json::to_vec(record).expect("log records serialize");
+        line.push(b'\n');
+        if let Err(mpsc::error::TrySendError::Full(line)) = self.tx.try_send(line) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(line).await;
+            });
+        }
+    }
+}
+
 impl LogWriter {
     /// Waits until every queued record is written and flushed, for at most `within`
     /// (a log that cannot be written must not hold the exit). Call after the last

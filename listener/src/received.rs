@@ -244,6 +244,10 @@ fn message_meta(r: &Received<'_>) -> Map<String, Value> {
 /// What the spool keeps beside the message.
 fn spool_extra(r: &Received<'_>, meta: Map<String, Value>) -> Map<String, Value> {
     let mut extra = Map::new();
+    extra.insert(
+        crate::delivery::LISTENER_FIELD.into(),
+        r.ctx.config.listen.to_string().into(),
+    );
     extra.insert("peer_address".into(), r.peer.to_string().into());
     extra.insert(
         "ehlo".into(),

@@ -5,9 +5,9 @@
 //! and `relayFrom` on the *sender's* domain lets listed peers relay anywhere. A recipient
 //! is accepted at RCPT when it may be relayed or its domain logs OOB or ARF reports.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
-use postern_config::{DomainConfig, IpNetwork, ListenerConfig};
+use postern_config::{DomainConfig, DomainMap, IpNetwork, ListenerConfig};
 
 /// What a listener's rules say about one (peer, sender, recipient).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,27 +33,15 @@ impl Decision {
 #[derive(Clone, Debug)]
 pub struct RelayPolicy {
     relay_hosts: Vec<IpNetwork>,
-    exact: BTreeMap<String, DomainConfig>,
-    /// Wildcards keyed by their suffix without `*.`.
-    wildcard: BTreeMap<String, DomainConfig>,
+    domains: DomainMap<DomainConfig>,
 }
 
 impl RelayPolicy {
     /// Builds the policy of one listener.
     pub fn new(config: &ListenerConfig) -> Self {
-        let mut exact = BTreeMap::new();
-        let mut wildcard = BTreeMap::new();
-        for (key, domain) in &config.domains {
-            let key = key.to_ascii_lowercase();
-            match key.strip_prefix("*.") {
-                Some(suffix) => wildcard.insert(suffix.to_owned(), domain.clone()),
-                None => exact.insert(key, domain.clone()),
-            };
-        }
         Self {
             relay_hosts: config.relay_hosts.clone(),
-            exact,
-            wildcard,
+            domains: DomainMap::new(config.domains.iter().map(|(k, d)| (k, d.clone()))),
         }
     }
 
@@ -61,12 +49,7 @@ impl RelayPolicy {
     /// the longest matching suffix. `*.example.com` matches `a.example.com` and
     /// `a.b.example.com`, never `example.com` itself.
     pub fn lookup(&self, domain: &str) -> Option<&DomainConfig> {
-        if let Some(config) = self.exact.get(domain) {
-            return Some(config);
-        }
-        domain
-            .match_indices('.')
-            .find_map(|(dot, _)| self.wildcard.get(&domain[dot + 1..]))
+        self.domains.lookup(domain)
     }
 
     /// Whether the peer is one of `relayHosts`.

@@ -4,14 +4,16 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, PoisonError, RwLock,
+        Arc, OnceLock, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use anyhow::Context as _;
-use postern_config::Config;
+use postern_config::{Config, DeliveryConfig};
+use postern_delivery::{DeliveryMetrics, ListenerDelivery, Runner, SmtpDispatcher, SpoolStore};
+use postern_outbound::{MxResolver, TlsClients};
 use postern_spool::{Spool, SpoolOptions};
 use postern_tls::{TlsMetrics, TlsProvider};
 use prometheus_client::registry::Registry;
@@ -19,11 +21,14 @@ use tokio::{net::TcpListener, sync::watch, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    admin::{self, AdminLimits, AdminState},
+    admin::{self, AdminControl, AdminLimits, AdminState},
     admission::{ListenerLimit, ProcessLimits},
+    backpressure::{self, Load},
     budget::DataBudget,
     connection::{self, Shared},
     context::ListenerContext,
+    control::Control,
+    delivery::{DeliveryQueue, LogSink},
     log::{LogWriter, RecordLog},
     metrics::{ListenerLabels, Metrics},
 };
@@ -46,7 +51,9 @@ pub struct Running {
     /// The bound admin address.
     pub admin: SocketAddr,
     ready: Arc<AtomicBool>,
-    shutdown: watch::Sender<Option<Instant>>,
+    control: Arc<Control>,
+    delivery_sink: Arc<LogSink>,
+    stop_monitor: CancellationToken,
     stop_accepting: CancellationToken,
     hard_stop: CancellationToken,
     stop_admin: CancellationToken,
@@ -68,12 +75,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls_metrics = TlsMetrics::default();
     tls_metrics.register(&mut registry);
 
+    let load = Arc::new(Load::default());
     let mut contexts = Vec::new();
     for (i, listener) in config.listeners.iter().enumerate() {
         let tls = TlsProvider::start(listener, tls_metrics.clone())
             .await
             .map_err(|e| StartError::Tls(format!("listeners[{i}].{e}")))?;
-        contexts.push((Arc::new(ListenerContext::new(listener.clone())), tls));
+        contexts.push((
+            Arc::new(ListenerContext::with_load(listener.clone(), load.clone())),
+            tls,
+        ));
     }
 
     // The admin endpoint comes up before spool recovery: /livez answers while a large
@@ -85,10 +96,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     let admin_addr = admin_listener.local_addr().context("admin address")?;
     let stop_admin = CancellationToken::new();
+    let admin_control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
         log_healthy: log_healthy.clone(),
         registry: registry.clone(),
+        control: admin_control.clone(),
     };
     let limits = AdminLimits {
         max_connections: config.admin.max_connections,
@@ -113,7 +126,79 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (log, log_writer) = RecordLog::open(&config.log, metrics.clone(), log_healthy)
         .await
         .context("log")?;
+
+    // Delivery: the runner over the spool and SMTP; it resumes what recovery found.
+    let delivery_metrics = DeliveryMetrics::default();
+    delivery_metrics.register(&mut registry.write().unwrap_or_else(PoisonError::into_inner));
+    let delivery_sink = Arc::new(LogSink::new(log.clone()));
+    let store = SpoolStore::new(spool.clone());
+    let runner = Runner::start(
+        config
+            .listeners
+            .iter()
+            .map(|l| {
+                ListenerDelivery::new(
+                    l.delivery.as_ref().unwrap_or(&DeliveryConfig::default()),
+                    l.effective_hostname(),
+                )
+            })
+            .collect(),
+        dispatcher(&config)?,
+        store.clone(),
+        delivery_sink.clone(),
+        delivery_metrics,
+    );
+    let listen_keys: Vec<String> = config
+        .listeners
+        .iter()
+        .map(|l| l.listen.to_string())
+        .collect();
+    let delivering: Vec<bool> = config
+        .listeners
+        .iter()
+        .map(|l| l.delivery.is_some())
+        .collect();
+    let recovered = store
+        .recovered(|key| {
+            let index = match key {
+                Some(key) => listen_keys.iter().position(|k| k == key),
+                None => delivering.iter().position(|d| *d),
+            }?;
+            delivering[index].then_some(index)
+        })
+        .map_err(|e| anyhow::anyhow!("spool: {e}"))?;
+    if !recovered.is_empty() {
+        tracing::info!(
+            messages = recovered.len(),
+            "resuming delivery of recovered messages"
+        );
+    }
+    runner.resume(recovered).await;
+    let queue: Arc<dyn DeliveryQueue> = Arc::new(runner);
+    for (l, delivering) in config.listeners.iter().zip(&delivering) {
+        if !delivering {
+            tracing::warn!(listen = %l.listen, "listener has no delivery section: its accepted mail is held in the spool");
+        }
+    }
+
+    let stop_monitor = CancellationToken::new();
+    tokio::spawn(backpressure::monitor(
+        config.spool.path.clone(),
+        load.clone(),
+        queue.watch_depth(),
+        stop_monitor.clone(),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(None);
+    let control = Arc::new(Control {
+        listeners: config.listeners.clone(),
+        load,
+        queue: queue.clone(),
+        stop_sessions: shutdown,
+        grace: config.shutdown_grace_period.get(),
+        draining: AtomicBool::new(false),
+    });
+    let _ = admin_control.set(control.clone() as Arc<dyn AdminControl>);
+
     let stop_accepting = CancellationToken::new();
     let hard_stop = CancellationToken::new();
     let budget = DataBudget::new(config.max_data_in_flight, metrics.clone());
@@ -135,6 +220,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         smtp.push(bound);
         let limit = process_limits.listener(ctx.config.max_connections);
         let shared = Arc::new(Shared {
+            delivery: ctx.config.delivery.is_some().then(|| queue.clone()),
+            index: i,
             ctx,
             tls,
             spool: spool.clone(),
@@ -160,7 +247,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         smtp,
         admin: admin_addr,
         ready,
-        shutdown,
+        control,
+        delivery_sink,
+        stop_monitor,
         stop_accepting,
         hard_stop,
         stop_admin,
@@ -235,13 +324,14 @@ impl Running {
     /// fails at once, no new connections, idle sessions get 421 4.3.2, messages held
     /// in memory (`deferredSpool`) are written durably *first*, sessions in a
     /// transaction may finish it within the grace period; at its end every session
-    /// still open is told 421 and, one second later, cut. Then the spool is closed and
-    /// the log flushed.
+    /// still open is told 421 and, one second later, cut. Delivery attempts under way
+    /// may finish within the grace period (their outcomes are recorded). Then the
+    /// spool is closed and the log flushed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let grace_end = Instant::now() + self.grace;
         self.ready.store(false, Ordering::SeqCst);
         self.stop_accepting.cancel();
-        let _ = self.shutdown.send(Some(grace_end));
+        self.control.stop_sessions.send_replace(Some(grace_end));
         let persisted = self.spool.persist_deferred().await;
         if let Err(e) = &persisted {
             tracing::error!(error = %e, "could not write every deferred message at shutdown");
@@ -259,6 +349,10 @@ impl Running {
             self.hard_stop.cancel();
             let _ = tokio::time::timeout(LAST_WORDS, self.sessions.wait()).await;
         }
+        let remaining = grace_end.saturating_duration_since(Instant::now());
+        self.control.queue.shutdown(remaining).await;
+        self.stop_monitor.cancel();
+        self.delivery_sink.close();
         drop(self.log.take());
         self.spool.close().await.context("closing the spool")?;
         persisted.context("writing the deferred messages")?;
@@ -271,4 +365,32 @@ impl Running {
         tracing::info!("stopped");
         Ok(())
     }
+
+    /// The admin endpoint's view of the process (drain, queue, readiness).
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+}
+
+/// The SMTP dispatcher: the system's resolver (read from /etc/resolv.conf; no query
+/// is made until an MX route needs one) and the system roots, or the first
+/// listener's `delivery.caFile`.
+fn dispatcher(config: &Config) -> Result<SmtpDispatcher, StartError> {
+    let ca_file = config
+        .listeners
+        .iter()
+        .find_map(|l| l.delivery.as_ref().and_then(|d| d.ca_file.clone()));
+    let tls = match &ca_file {
+        Some(path) => TlsClients::with_ca_file(path),
+        None => TlsClients::system_roots(),
+    }
+    .map_err(|e| StartError::Tls(format!("delivery.caFile: {e}")))?;
+    let resolver = match MxResolver::from_system_conf() {
+        Ok(resolver) => Some(resolver),
+        Err(e) => {
+            tracing::warn!(error = %e, "no DNS resolver configuration: MX routes will fail temporarily");
+            None
+        }
+    };
+    Ok(SmtpDispatcher::new(resolver, tls))
 }

@@ -303,6 +303,12 @@ impl Session {
                 "4.5.3",
                 "too many messages on this connection; reconnect to send more",
             )
+        } else if let Some(why) = self.ctx.refusal() {
+            Reply::new(
+                452,
+                "4.3.1",
+                format!("insufficient system storage ({why}); try again later"),
+            )
         } else if params
             .size
             .is_some_and(|s| s > self.ctx.config.max_message_size)
@@ -662,6 +668,35 @@ mod tests {
         s.command(b"RSET");
         assert!(matches!(s.command(b"NOOP"), Action::Close(r) if r.code == 421));
         assert!(matches!(s.command(b"QUIT"), Action::Close(r) if r.code == 221));
+    }
+
+    #[test]
+    fn backpressure_refuses_mail_with_452_and_clears_by_itself() {
+        let config = ListenerConfig {
+            hostname: Some("mx.test".into()),
+            delivery: Some(serde_yaml::from_str("{maxQueueDepth: 2}").unwrap()),
+            ..Default::default()
+        };
+        let ctx = Arc::new(ListenerContext::new(config));
+        let mut s = Session::new(
+            ctx.clone(),
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:25".parse().unwrap(),
+        );
+        s.command(b"EHLO c.test");
+        ctx.load.set_queue_depth(2);
+        match s.command(b"MAIL FROM:<a@b.test>") {
+            Action::Reply(r) => {
+                assert_eq!(
+                    (r.code, r.enhanced.unwrap().to_string()),
+                    (452, "4.3.1".into())
+                );
+                assert!(r.lines[0].contains("2 messages queued"), "{:?}", r.lines);
+            }
+            other => panic!("{other:?}"),
+        }
+        ctx.load.set_queue_depth(1);
+        assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 250);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! [`ListenerConfig`] type is embedded in the operator's `EsmtpListener` CRD, so the file
 //! format and the Kubernetes API cannot drift apart.
 
+mod delivery;
+mod domain_map;
 mod duration;
 mod error;
 mod file;
@@ -14,6 +16,13 @@ mod listener;
 mod net;
 mod validate;
 
+pub use delivery::{
+    BounceMode, DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_AGE_SECS,
+    DEFAULT_MAX_MESSAGES_PER_CONNECTION, DEFAULT_PASSWORD_KEY, DEFAULT_RETRY_INTERVAL_SECS,
+    DEFAULT_SPOOL_HIGH_WATER_PERCENT, DeliveryConfig, OutboundTls, RouteConfig, Smarthost,
+    SmarthostAuth,
+};
+pub use domain_map::DomainMap;
 pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use file::{

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{HumanDuration, IpNetwork, KeySource, ListenAddr};
+use crate::{DeliveryConfig, HumanDuration, IpNetwork, KeySource, ListenAddr};
 
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -46,6 +46,11 @@ pub struct ListenerConfig {
     /// DANGER: messages are lost if the process dies before they are written.
     #[serde(default)]
     pub deferred_spool: bool,
+    /// Where accepted mail is delivered and how it is retried; `{}` delivers straight to
+    /// the recipient domains' MX hosts. Without this section accepted mail is held in
+    /// the spool and not delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryConfig>,
     /// Per-domain relay and report rules; keys are domains or `*.`-wildcards.
     #[serde(default)]
     pub domains: BTreeMap<String, DomainConfig>,
@@ -180,6 +185,7 @@ impl Default for ListenerConfig {
             data_timeout: default_data_timeout(),
             data_processing_timeout: default_data_processing_timeout(),
             deferred_spool: false,
+            delivery: None,
             domains: BTreeMap::new(),
             hostname: None,
             invalid_line_endings: InvalidLineEndings::Deny,
@@ -202,6 +208,15 @@ impl Default for ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// The `delivery` section, or its defaults (for the backpressure thresholds of a
+    /// listener that holds its mail).
+    pub fn delivery_or_default(&self) -> std::borrow::Cow<'_, DeliveryConfig> {
+        match &self.delivery {
+            Some(delivery) => std::borrow::Cow::Borrowed(delivery),
+            None => std::borrow::Cow::Owned(DeliveryConfig::default()),
+        }
+    }
+
     /// The configured hostname, else this machine's.
     pub fn effective_hostname(&self) -> String {
         self.hostname

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::{ConfigError, KeySource, ListenerConfig, VaultAuth};
+use crate::{
+    ConfigError, DeliveryConfig, KeySource, ListenerConfig, OutboundTls, Smarthost, VaultAuth,
+};
 
 /// Where a listener configuration comes from; decides which key sources are allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +110,132 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
         if let (Context::File, Some(source)) = (context, source) {
             check_file_context(source)
                 .map_err(|m| ConfigError::invalid(format!("{at}.{name}"), m))?;
+        }
+    }
+    match &l.delivery {
+        Some(delivery) => validate_delivery(delivery, &format!("{at}.delivery"), context),
+        None => Ok(()),
+    }
+}
+
+fn validate_delivery(d: &DeliveryConfig, at: &str, context: Context) -> Result<(), ConfigError> {
+    for (field, value) in [
+        ("connectionLimit", d.connection_limit),
+        ("maxMessagesPerConnection", d.max_messages_per_connection),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                format!("{at}.{field}"),
+                "'0' is not allowed; expected at least 1",
+            ));
+        }
+    }
+    if d.max_queue_depth == Some(0) {
+        return Err(ConfigError::invalid(
+            format!("{at}.maxQueueDepth"),
+            "'0' is not allowed; expected at least 1, or leave it out for no limit",
+        ));
+    }
+    if !(1..=100).contains(&d.spool_high_water_percent) {
+        return Err(ConfigError::invalid(
+            format!("{at}.spoolHighWaterPercent"),
+            format!(
+                "'{}' is not a percentage; expected 1 to 100",
+                d.spool_high_water_percent
+            ),
+        ));
+    }
+    if let Some(max) = d.max_retry_interval
+        && max < d.retry_interval
+    {
+        return Err(ConfigError::invalid(
+            format!("{at}.maxRetryInterval"),
+            format!(
+                "'{max}' is shorter than retryInterval '{}'; expected at least retryInterval",
+                d.retry_interval
+            ),
+        ));
+    }
+    if d.max_age < d.retry_interval {
+        return Err(ConfigError::invalid(
+            format!("{at}.maxAge"),
+            format!(
+                "'{}' is shorter than retryInterval '{}'; no retry could ever happen",
+                d.max_age, d.retry_interval
+            ),
+        ));
+    }
+    if let Some(smarthost) = &d.smarthost {
+        validate_smarthost(smarthost, &format!("{at}.smarthost"), context)?;
+    }
+    for (key, route) in &d.routes {
+        let name = key.strip_prefix("*.").unwrap_or(key);
+        if !is_domain(name) {
+            return Err(ConfigError::invalid(
+                format!("{at}.routes"),
+                format!("key '{key}' is not a domain; expected e.g. example.com or *.example.com"),
+            ));
+        }
+        let route_at = format!("{at}.routes[{key}]");
+        for (field, value) in [
+            ("connectionLimit", route.connection_limit),
+            (
+                "maxMessagesPerConnection",
+                route.max_messages_per_connection,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::invalid(
+                    format!("{route_at}.{field}"),
+                    "'0' is not allowed; expected at least 1",
+                ));
+            }
+        }
+        if let Some(smarthost) = &route.smarthost {
+            validate_smarthost(smarthost, &format!("{route_at}.smarthost"), context)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_smarthost(s: &Smarthost, at: &str, context: Context) -> Result<(), ConfigError> {
+    if s.host.parse::<std::net::IpAddr>().is_err() && !is_domain(&s.host) {
+        return Err(ConfigError::invalid(
+            format!("{at}.host"),
+            format!(
+                "'{}' is not a host name or IP address; expected e.g. relay.example.com or 192.0.2.25",
+                s.host
+            ),
+        ));
+    }
+    if s.port == 0 {
+        return Err(ConfigError::invalid(
+            format!("{at}.port"),
+            "'0' is not allowed; expected a TCP port from 1 to 65535",
+        ));
+    }
+    if let Some(auth) = &s.auth {
+        if matches!(s.tls, OutboundTls::None | OutboundTls::Opportunistic) {
+            return Err(ConfigError::invalid(
+                format!("{at}.auth"),
+                "credentials are only sent over verified TLS; set tls to required or implicit",
+            ));
+        }
+        if auth.username.is_empty() || auth.username.contains(['\r', '\n', '\0']) {
+            return Err(ConfigError::invalid(
+                format!("{at}.auth.username"),
+                "expected a non-empty user name without CR, LF or NUL",
+            ));
+        }
+        if let KeySource::Vault(_) = auth.password {
+            return Err(ConfigError::invalid(
+                format!("{at}.auth.password"),
+                "a smarthost password comes from a file path or (in an EsmtpListener) secretName; Vault is not supported for it",
+            ));
+        }
+        if context == Context::File {
+            check_file_context(&auth.password)
+                .map_err(|m| ConfigError::invalid(format!("{at}.auth.password"), m))?;
         }
     }
     Ok(())

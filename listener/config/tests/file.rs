@@ -1,6 +1,6 @@
 //! The YAML file: defaults, the seed's examples, and one-line errors for bad input.
 
-use postern_config::{Config, ConfigError, KeySource, LogTarget};
+use postern_config::{BounceMode, Config, ConfigError, KeySource, LogTarget, OutboundTls};
 
 fn error_of(yaml: &str) -> String {
     Config::parse(yaml).unwrap_err().to_string()
@@ -152,4 +152,122 @@ fn missing_file_is_a_read_error() {
 #[test]
 fn listeners_on_port_zero_may_repeat() {
     Config::parse("listeners: [{listen: '127.0.0.1:0'}, {listen: '127.0.0.1:0'}]").unwrap();
+}
+
+#[test]
+fn the_minimal_delivery_form_works_as_written() {
+    let config = Config::parse(
+        "listeners: [{delivery: {smarthost: {host: 127.0.0.1, port: 2527, tls: none}, retryInterval: 1s}}]",
+    )
+    .unwrap();
+    let d = config.listeners[0].delivery.as_ref().unwrap();
+    let s = d.smarthost.as_ref().unwrap();
+    assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 2527));
+    assert_eq!(s.tls, OutboundTls::None);
+    assert_eq!(d.retry_interval.get().as_secs(), 1);
+    assert_eq!(d.max_age.get().as_secs(), 7 * 24 * 3600);
+}
+
+#[test]
+fn a_full_delivery_section() {
+    let config = Config::parse(
+        r#"
+listeners:
+  - delivery:
+      smarthost:
+        host: relay.example.net
+        port: 465
+        tls: implicit
+        auth: {username: postern, password: /etc/postern/relay-password}
+      routes:
+        example.org: {}
+        "*.corp.example": {smarthost: {host: 10.1.2.3, port: 2525, tls: required}, connectionLimit: 4}
+      retryInterval: 5m
+      maxRetryInterval: 2h
+      maxAge: 3d
+      connectionLimit: 8
+      maxMessagesPerConnection: 100
+      bounces: notifySender
+      caFile: /etc/postern/ca.pem
+      maxQueueDepth: 100000
+      spoolHighWaterPercent: 80
+"#,
+    )
+    .unwrap();
+    let d = config.listeners[0].delivery.as_ref().unwrap();
+    assert_eq!(d.routes.len(), 2);
+    assert_eq!(d.routes["*.corp.example"].connection_limit, Some(4));
+    assert_eq!(d.bounces, BounceMode::NotifySender);
+    let shown = format!("{config:?}");
+    assert!(
+        shown.contains("file /etc/postern/relay-password"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn delivery_errors_name_the_field() {
+    let cases = [
+        (
+            "listeners: [{delivery: {smarthost: {host: 'bad host', tls: none}}}]",
+            "listeners[0].delivery.smarthost.host",
+            "'bad host'",
+        ),
+        (
+            "listeners: [{delivery: {smarthost: {host: r.example, tls: none, auth: {username: u, password: /p}}}}]",
+            "listeners[0].delivery.smarthost.auth",
+            "only sent over verified TLS",
+        ),
+        (
+            "listeners: [{delivery: {smarthost: {host: r.example, tls: required, auth: {username: u, password: {secretName: relay}}}}}]",
+            "listeners[0].delivery.smarthost.auth.password",
+            "only works in an EsmtpListener",
+        ),
+        (
+            "listeners: [{delivery: {smarthost: {host: r.example, tls: sometimes}}}]",
+            "listeners[0].delivery.smarthost.tls",
+            "unknown variant `sometimes`",
+        ),
+        (
+            "listeners: [{delivery: {retryInterval: 1h, maxRetryInterval: 5m}}]",
+            "listeners[0].delivery.maxRetryInterval",
+            "shorter than retryInterval",
+        ),
+        (
+            "listeners: [{delivery: {retryInterval: 1h, maxAge: 5m}}]",
+            "listeners[0].delivery.maxAge",
+            "no retry could ever happen",
+        ),
+        (
+            "listeners: [{delivery: {connectionLimit: 0}}]",
+            "listeners[0].delivery.connectionLimit",
+            "expected at least 1",
+        ),
+        (
+            "listeners: [{delivery: {routes: {'*example.org': {}}}}]",
+            "listeners[0].delivery.routes",
+            "'*example.org'",
+        ),
+        (
+            "listeners: [{delivery: {routes: {example.org: {maxMessagesPerConnection: 0}}}}]",
+            "listeners[0].delivery.routes[example.org].maxMessagesPerConnection",
+            "expected at least 1",
+        ),
+        (
+            "listeners: [{delivery: {spoolHighWaterPercent: 101}}]",
+            "listeners[0].delivery.spoolHighWaterPercent",
+            "expected 1 to 100",
+        ),
+        (
+            "listeners: [{delivery: {retryInterval: 1}}]",
+            "listeners[0].delivery.retryInterval",
+            "expected e.g.",
+        ),
+    ];
+    for (yaml, field, expected) in cases {
+        let message = error_of(yaml);
+        assert!(message.starts_with(field), "{yaml}: {message}");
+        assert!(message.contains(expected), "{yaml}: {message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
 }
