@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use postern_config::{Context, KeySource, VaultAuth, validate_listeners};
+use postern_config::{Context, DEFAULT_PASSWORD_KEY, KeySource, VaultAuth, validate_listeners};
 
 use crate::crd::{
     EsmtpListener, EsmtpListenerSpec, INLINE_TOKEN_MESSAGE, MAX_NAME_LEN, MAX_REPLICAS,
@@ -117,6 +117,16 @@ pub fn secret_refs(spec: &EsmtpListenerSpec) -> Vec<SecretRef> {
                     }
                 }
                 _ => {}
+            }
+        }
+        let smarthosts = l.delivery.iter().flat_map(|d| d.smarthosts());
+        for (path, smarthost) in smarthosts {
+            if let Some(KeySource::Secret(s)) = smarthost.auth.as_ref().map(|a| &a.password) {
+                refs.push(SecretRef {
+                    name: s.secret_name.clone(),
+                    key: s.key.clone().unwrap_or_else(|| DEFAULT_PASSWORD_KEY.into()),
+                    field: format!("spec.listeners[{i}].delivery.{path}.auth.password"),
+                });
             }
         }
     }
@@ -395,5 +405,19 @@ mod tests {
         );
         let plan = validate(&l, &SecretLookup::all_present(&l.spec)).unwrap();
         assert!(plan.vault_kubernetes_auth);
+    }
+    #[test]
+    fn smarthost_password_secrets_are_referenced_by_their_field() {
+        let l = listener(
+            "listeners: [{listen: '0:25', delivery: {smarthost: {host: relay.test, tls: required, auth: {username: u, password: {secretName: relay}}}}}]",
+        );
+        let refs = secret_refs(&l.spec);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].name, "relay");
+        assert_eq!(refs[0].key, "password");
+        assert_eq!(
+            refs[0].field,
+            "spec.listeners[0].delivery.smarthost.auth.password"
+        );
     }
 }

@@ -158,6 +158,30 @@ pub enum BounceMode {
     NotifySender,
 }
 
+impl DeliveryConfig {
+    /// Every smarthost of this section, `(field path below the section, smarthost)`: the
+    /// default one, then each route's.
+    pub fn smarthosts(&self) -> impl Iterator<Item = (String, &Smarthost)> {
+        let routes = self.routes.iter().filter_map(|(domain, route)| {
+            let smarthost = route.smarthost.as_ref()?;
+            Some((format!("routes[{domain:?}].smarthost"), smarthost))
+        });
+        self.smarthost
+            .iter()
+            .map(|smarthost| ("smarthost".to_owned(), smarthost))
+            .chain(routes)
+    }
+
+    /// Every smarthost of this section, mutably, in the order of [`Self::smarthosts`].
+    pub fn smarthosts_mut(&mut self) -> impl Iterator<Item = &mut Smarthost> {
+        let routes = self
+            .routes
+            .values_mut()
+            .filter_map(|route| route.smarthost.as_mut());
+        self.smarthost.iter_mut().chain(routes)
+    }
+}
+
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {

@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use postern_config::{
-    AdminConfig, Config, HumanDuration, KeySource, ListenAddr, ListenerConfig, LogTarget,
-    SpoolConfig, VaultAuth,
+    AdminConfig, Config, DEFAULT_PASSWORD_KEY, DeliveryConfig, HumanDuration, KeySource,
+    ListenAddr, ListenerConfig, LogTarget, SpoolConfig, VaultAuth,
 };
 
 use crate::{
@@ -49,6 +49,7 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
                     .expect("an all-addresses listen address parses"),
                 tls_certificate: l.tls_certificate.clone().map(|s| resolve(s, TLS_CERT_KEY)),
                 tls_private_key: l.tls_private_key.clone().map(|s| resolve(s, TLS_KEY_KEY)),
+                delivery: l.delivery.clone().map(resolve_passwords),
                 ..l.clone()
             }
         })
@@ -84,6 +85,17 @@ fn resolve(source: KeySource, default_key: &str) -> KeySource {
         }
         file => file,
     }
+}
+
+/// A delivery section as the pod sees it: smarthost passwords from Secrets become their
+/// mounted files (the password never enters the ConfigMap).
+fn resolve_passwords(mut delivery: DeliveryConfig) -> DeliveryConfig {
+    for smarthost in delivery.smarthosts_mut() {
+        if let Some(auth) = &mut smarthost.auth {
+            auth.password = resolve(auth.password.clone(), DEFAULT_PASSWORD_KEY);
+        }
+    }
+    delivery
 }
 
 /// The rendered file's text and its SHA-256 in hex.
@@ -149,6 +161,32 @@ mod tests {
             Some(KeySource::File {
                 path: "/etc/postern/secrets/mx-tls/tls.key".into()
             })
+        );
+    }
+
+    #[test]
+    fn smarthost_passwords_from_secrets_become_mounted_files() {
+        let c = rendered(
+            "listeners: [{listen: '0:25', delivery: {smarthost: {host: relay.test, port: 465, tls: implicit, auth: {username: u, password: {secretName: relay}}}, routes: {example.org: {smarthost: {host: r2.test, tls: required, auth: {username: v, password: {secretName: other, key: pw}}}}}}}]",
+        );
+        let delivery = c.listeners[0]
+            .delivery
+            .as_ref()
+            .expect("a delivery section");
+        let passwords: Vec<_> = delivery
+            .smarthosts()
+            .map(|(_, s)| s.auth.as_ref().expect("auth").password.clone())
+            .collect();
+        assert_eq!(
+            passwords,
+            [
+                KeySource::File {
+                    path: "/etc/postern/secrets/relay/password".into()
+                },
+                KeySource::File {
+                    path: "/etc/postern/secrets/other/pw".into()
+                },
+            ]
         );
     }
 
