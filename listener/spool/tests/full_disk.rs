@@ -137,7 +137,9 @@ async fn an_unwritable_spool_refuses_stores_and_recovers() {
     let first_id = first.id;
     spool.store(first, b"one".to_vec()).await.unwrap();
     let segments = dir.join("segments");
-    let Some(bound) = mount(&["--bind"], &segments, "a bind mount") else {
+    // `mount --bind DIR DIR`: the directory over itself, so it can be made read-only.
+    let source = segments.to_str().expect("a UTF-8 temporary path");
+    let Some(bound) = mount(&["--bind", source], &segments, "a bind mount") else {
         spool.close().await.unwrap();
         return;
     };
@@ -166,7 +168,8 @@ async fn an_unwritable_spool_refuses_stores_and_recovers() {
     spool.close().await.unwrap();
 
     // Opening a spool that cannot be written is an error, not a panic.
-    let Some(whole) = mount(&["--bind"], &dir, "a bind mount") else {
+    let dir_source = dir.to_str().expect("a UTF-8 temporary path");
+    let Some(whole) = mount(&["--bind", dir_source], &dir, "a bind mount") else {
         return;
     };
     let Some(read_only) = mount(&["-o", "remount,bind,ro"], &dir, "a read-only remount") else {
