@@ -3,7 +3,7 @@
 # port, Postern's metrics, a process's CPU and peak RSS (with its children, for Postfix),
 # and a private Postfix instance on a loopback port. Callers define SERVER_PID and
 # POSTFIX_CONF (empty when the server is not Postfix) and set POSTFIX to the postfix
-# binary.
+# binary and BIN to postern-listener.
 
 # Stops the server of the current run: SIGTERM, then SIGKILL after 5 s.
 stop_server() {
@@ -124,4 +124,39 @@ EOF
     }
     wait_port "$port"
     SERVER_PID=$(tr -d ' ' <"$dir/postfix/queue/pid/master.pid")
+}
+
+# start_postern DIR PORT ADMIN_PORT [LISTENER_KEY...]: postern-listener ($BIN) on
+# 127.0.0.1:PORT relaying for loopback clients, with its spool and records under DIR and
+# each extra LISTENER_KEY (one YAML line, e.g. "deferredSpool: true") added to the
+# listener; waits until /readyz answers. Sets SERVER_PID.
+start_postern() {
+    local dir=$1 port=$2 admin=$3
+    shift 3
+    {
+        echo "listeners:"
+        echo "  - listen: '127.0.0.1:$port'"
+        echo "    hostname: bench.test"
+        echo "    relayHosts: ['127.0.0.0/8']"
+        echo "    maxMessagesPerConnection: 1000000"
+        local key
+        for key in "$@"; do
+            echo "    $key"
+        done
+        echo "spool:"
+        echo "  path: '$dir/spool'"
+        echo "log: '$dir/records.jsonl'"
+        echo "admin:"
+        echo "  listen: '127.0.0.1:$admin'"
+    } >"$dir/config.yaml"
+    "$BIN" --config "$dir/config.yaml" >"$dir/server.out" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "bench: postern-listener did not become ready:" >&2
+    cat "$dir/server.out" >&2
+    return 1
 }

@@ -81,34 +81,6 @@ sink_count() {
     tr '\r' '\n' <"$1" | awk -F'mesg=' 'NF > 1 { n = $2 + 0 } END { print n + 0 }'
 }
 
-# start_postern DIR PORT ADMIN SINK_PORT: the durable listener relaying to the sink.
-start_postern() {
-    local dir=$1 port=$2 admin=$3 sink=$4
-    cat >"$dir/config.yaml" <<EOF
-listeners:
-  - listen: '127.0.0.1:$port'
-    hostname: bench.test
-    relayHosts: ['127.0.0.0/8']
-    maxMessagesPerConnection: 1000000
-    delivery: {smarthost: {host: 127.0.0.1, port: $sink, tls: none}, retryInterval: 1s}
-spool:
-  path: '$dir/spool'
-log: '$dir/records.jsonl'
-admin:
-  listen: '127.0.0.1:$admin'
-EOF
-    "$BIN" --config "$dir/config.yaml" >"$dir/server.out" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "relay-load: postern-listener did not become ready:" >&2
-    cat "$dir/server.out" >&2
-    return 1
-}
-
 # p50 and p99 in ms of postfix's delivered messages, from its log's `delay=` fields.
 postfix_latency() {
     grep -h 'status=sent' "$1" | sed -E 's/.* delay=([0-9.]+),.*/\1/' | sort -n |
@@ -162,7 +134,10 @@ run() {
 
     case "$kind" in
     postfix) start_postfix "$dir" "$port" "$sink" ;;
-    postern) start_postern "$dir" "$port" "$admin" "$sink" ;;
+    postern)
+        start_postern "$dir" "$port" "$admin" \
+            "delivery: {smarthost: {host: 127.0.0.1, port: $sink, tls: none}, retryInterval: 1s}"
+        ;;
     *)
         echo "relay-load: unknown server $kind" >&2
         return 1

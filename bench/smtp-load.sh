@@ -96,29 +96,7 @@ start_server() {
     deferred | durable)
         local deferred=false
         [[ "$kind" == deferred ]] && deferred=true
-        cat >"$dir/config.yaml" <<EOF
-listeners:
-  - listen: '127.0.0.1:$port'
-    hostname: bench.test
-    relayHosts: ['127.0.0.0/8']
-    deferredSpool: $deferred
-    maxMessagesPerConnection: 1000000
-spool:
-  path: '$dir/spool'
-log: '$dir/records.jsonl'
-admin:
-  listen: '127.0.0.1:$admin'
-EOF
-        "$BIN" --config "$dir/config.yaml" >"$dir/server.out" 2>&1 &
-        SERVER_PID=$!
-        for _ in $(seq 100); do
-            curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && return 0
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        echo "smtp-load: postern-listener did not become ready:" >&2
-        cat "$dir/server.out" >&2
-        return 1
+        start_postern "$dir" "$port" "$admin" "deferredSpool: $deferred"
         ;;
     *)
         echo "smtp-load: unknown server $kind" >&2
