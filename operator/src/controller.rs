@@ -3,7 +3,7 @@
 //! dereference → validate → build → apply (in rollout order) → status.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     fmt::Debug,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -89,21 +89,70 @@ pub struct Stores {
     pub services: Store<Service>,
     /// PodDisruptionBudgets the operator made.
     pub pdbs: Store<PodDisruptionBudget>,
+    /// Which of them have had their first full list.
+    pub synced: Synced,
 }
 
 impl Stores {
     /// Waits until every cache has its first full list.
     pub async fn ready(&self) {
-        let _ = futures::join!(
-            self.listeners.wait_until_ready(),
-            self.secrets.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.config_maps.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.claims.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.pdbs.wait_until_ready(),
-        );
+        self.synced.wait().await;
+    }
+}
+
+/// How many kinds the controller caches (the fields of [`Stores`]).
+const CACHED_KINDS: usize = 8;
+
+/// Which caches have had their first full list, told by their watch streams' `InitDone`.
+///
+/// Any number of tasks may wait on it at once. kube's `Store::wait_until_ready` cannot
+/// be used so: it waits on one oneshot receiver, which keeps only the waker of the last
+/// task that polled it, so of several concurrent waiters (the controller's own applier,
+/// `/readyz`, a reconcile) all but one can sleep for ever.
+#[derive(Clone, Debug)]
+pub struct Synced {
+    kinds: Arc<tokio::sync::watch::Sender<BTreeSet<String>>>,
+    expected: usize,
+}
+
+impl Synced {
+    /// Nothing synced yet; ready once `expected` distinct kinds are.
+    pub fn new(expected: usize) -> Self {
+        Self {
+            kinds: Arc::new(tokio::sync::watch::Sender::new(BTreeSet::new())),
+            expected,
+        }
+    }
+
+    /// Records that the cache of `kind` has its first full list (again, after a re-list).
+    pub fn mark(&self, kind: &str) {
+        self.kinds
+            .send_if_modified(|kinds| kinds.insert(kind.to_owned()));
+    }
+
+    /// What a reflected watch stream of `K` passes each event to, after its store has
+    /// applied it: marks `K` synced on `InitDone`.
+    pub fn marker<K: Resource<DynamicType = ()>>(
+        &self,
+    ) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
+        let (synced, kind) = (self.clone(), K::kind(&()).into_owned());
+        move |event| {
+            if let Ok(watcher::Event::InitDone) = event {
+                synced.mark(&kind);
+            }
+        }
+    }
+
+    /// Whether every expected cache has its first full list.
+    pub fn is_ready(&self) -> bool {
+        self.kinds.borrow().len() >= self.expected
+    }
+
+    /// Waits until every expected cache has its first full list.
+    pub async fn wait(&self) {
+        let mut changes = self.kinds.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = changes.wait_for(|kinds| kinds.len() >= self.expected).await;
     }
 }
 
@@ -173,6 +222,7 @@ fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     metrics: &Metrics,
+    synced: &Synced,
 ) -> (
     Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -183,6 +233,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watch(api, config, metrics)
         .reflect(writer)
+        .inspect(synced.marker::<K>())
         .touched_objects();
     (reader, stream)
 }
@@ -205,6 +256,7 @@ pub async fn run(
     let ns = options.namespace.as_deref();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
 
+    let synced = Synced::new(CACHED_KINDS);
     let (listeners, listener_writer) = reflector::store();
     let listener_stream = watch(
         api::<Guarded>(&client, ns),
@@ -212,28 +264,46 @@ pub async fn run(
         &metrics,
     )
     .reflect(listener_writer)
+    .inspect(synced.marker::<Guarded>())
     .applied_objects()
     .predicate_filter(generation_or_deletion, Default::default());
     let (secrets, secret_stream) = reflect(
         api::<PartialObjectMeta<Secret>>(&client, ns),
         watcher::Config::default(),
         &metrics,
+        &synced,
     );
-    let (config_maps, cm_stream) = reflect(api::<ConfigMap>(&client, ns), owned.clone(), &metrics);
-    let (deployments, deploy_stream) =
-        reflect(api::<Deployment>(&client, ns), owned.clone(), &metrics);
+    let (config_maps, cm_stream) = reflect(
+        api::<ConfigMap>(&client, ns),
+        owned.clone(),
+        &metrics,
+        &synced,
+    );
+    let (deployments, deploy_stream) = reflect(
+        api::<Deployment>(&client, ns),
+        owned.clone(),
+        &metrics,
+        &synced,
+    );
     let (claims, claim_stream) = reflect(
         api::<PersistentVolumeClaim>(&client, ns),
         owned.clone(),
         &metrics,
+        &synced,
     );
-    let (services, svc_stream) = reflect(api::<Service>(&client, ns), owned.clone(), &metrics);
+    let (services, svc_stream) = reflect(
+        api::<Service>(&client, ns),
+        owned.clone(),
+        &metrics,
+        &synced,
+    );
     let (pdbs, pdb_stream) = reflect(
         api::<PodDisruptionBudget>(&client, ns),
         owned.clone(),
         &metrics,
+        &synced,
     );
-    let (pods, pod_stream) = reflect(api::<Pod>(&client, ns), owned, &metrics);
+    let (pods, pod_stream) = reflect(api::<Pod>(&client, ns), owned, &metrics, &synced);
 
     let stores = Stores {
         listeners: listeners.clone(),
@@ -244,6 +314,7 @@ pub async fn run(
         claims,
         services,
         pdbs,
+        synced,
     };
     if let Some(readiness) = options.readiness.clone() {
         let stores = stores.clone();
@@ -653,5 +724,33 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(4));
         assert_eq!(backoff(5), Duration::from_secs(32));
         assert_eq!(backoff(50), MAX_BACKOFF);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_concurrent_waiter_wakes_once_all_kinds_are_synced() {
+        let synced = Synced::new(2);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let synced = synced.clone();
+                tokio::spawn(async move { synced.wait().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        synced.mark("ConfigMap");
+        synced.mark("ConfigMap");
+        assert!(!synced.is_ready(), "one kind twice is not two kinds");
+        assert!(waiters.iter().all(|w| !w.is_finished()));
+        synced.mark("Deployment");
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("a waiter was never woken")
+                .unwrap();
+        }
+        assert!(synced.is_ready());
+        // A late waiter returns at once.
+        tokio::time::timeout(Duration::from_secs(1), synced.wait())
+            .await
+            .unwrap();
     }
 }

@@ -36,7 +36,10 @@ use postern_operator::{
     tolerant::Guarded,
 };
 use serde_json::{Value, json};
-use support::{Operator, TIMEOUT, apply_listener, install_crd, wait_condition, wait_ready};
+use support::{
+    Operator, TIMEOUT, apply_listener, install_crd, install_crd_unlocked, wait_condition,
+    wait_ready,
+};
 
 fn condition(l: &EsmtpListener, type_: &str) -> Option<(String, String, String)> {
     let c = l
@@ -82,6 +85,8 @@ async fn install_crd_json(client: &kube::Client, crd: &Value) -> Result<()> {
 /// Applies the three specs the issue found admitted under the old CRD, with a laxer CRD
 /// installed for as long as that takes (the real CRD is put back before returning).
 async fn apply_skewed(cluster: &postern_e2e::Cluster, ns: &TestNamespace) -> Result<()> {
+    // No other test may see the laxer CRD.
+    let _held = support::CRD_LOCK.lock().await;
     let mut relaxed = serde_json::to_value(crd::crd())?;
     let listeners = &mut relaxed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
         ["spec"]["properties"]["listeners"];
@@ -135,8 +140,37 @@ async fn apply_skewed(cluster: &postern_e2e::Cluster, ns: &TestNamespace) -> Res
             break;
         }
     }
-    install_crd(&cluster.client()).await?;
+    install_crd_unlocked(&cluster.client()).await?;
+    wait_strict_schema_served(ns).await?;
     result
+}
+
+/// Waits until the API server validates with the real CRD again: until then it may still
+/// serve the laxer one, and its swap of the CRD's storage ends the watches of whatever
+/// started meanwhile (which would count as watch errors of the operator under test).
+async fn wait_strict_schema_served(ns: &TestNamespace) -> Result<()> {
+    let resource = kube::api::ApiResource::erase::<EsmtpListener>(&());
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(ns.client(), ns.name(), &resource);
+    let probe: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "postern.io/v1alpha1",
+        "kind": "EsmtpListener",
+        "metadata": { "name": "schema-probe" },
+        "spec": { "listeners": [{ "listen": "0:25", "relayHosts": ["10.0.0.1/24"] }] },
+    }))?;
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    poll(
+        "the API server to serve the real CRD again",
+        TIMEOUT,
+        || async {
+            let refused = api.create(&dry_run, &probe).await;
+            Ok(matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 422).then_some(()))
+        },
+    )
+    .await
 }
 
 /// Waits until `name` is `Stalled=True` with reason `InvalidSpec` and a message naming `field`.
@@ -296,10 +330,6 @@ async fn readyz(port: u16) -> Option<u16> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "after the merge with the delivery and hardening config, the operator's /readyz \
-            never reaches 200 beside the skewed objects (\"timed out after 90s waiting for the \
-            operator to reach the state under test\"), alone as in the whole suite; it passed \
-            on the operator branch. Run with --ignored while that is investigated"]
 async fn e2e_sigterm_stops_the_operator_in_every_state() -> Result<()> {
     let cluster = require_cluster!("e2e_sigterm_stops_the_operator_in_every_state", Ok(()));
     install_crd(&cluster.client()).await?;
