@@ -5,103 +5,28 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use postern_outbound::{
     Credentials, NextHop, OutboundConnection, OutboundError, Phase, Stage, TlsClients, TlsMode,
 };
-use support::pki::TestPki;
-use support::{WAIT, envelope, options, require_tool};
+use postern_test_peers::aiosmtpd::{AuthSmarthost, HOST_NAME, PASSWORD, USERNAME};
+use support::{WAIT, envelope, options};
 
-const USERNAME: &str = "relay@smarthost.test";
-const PASSWORD: &str = "correct horse battery staple";
+/// The shared aiosmtpd smarthost, and connecting to it.
+struct Smarthost(AuthSmarthost);
 
-fn python() -> String {
-    std::env::var("POSTERN_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/postern/venv/bin/python")
-    })
-}
+impl std::ops::Deref for Smarthost {
+    type Target = AuthSmarthost;
 
-/// The aiosmtpd smarthost, killed when dropped.
-struct Smarthost {
-    child: Child,
-    starttls: SocketAddr,
-    implicit: SocketAddr,
-    login_only: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    pki: TestPki,
-}
-
-impl Drop for Smarthost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn deref(&self) -> &AuthSmarthost {
+        &self.0
     }
 }
 
 impl Smarthost {
     fn start() -> Option<Self> {
-        let python = require_tool(&python())?;
-        let pki = TestPki::new(&["smarthost.test"]);
-        let user_file = pki.dir.path().join("username");
-        let password_file = pki.dir.path().join("password");
-        std::fs::write(&user_file, USERNAME).expect("write the username");
-        std::fs::write(&password_file, PASSWORD).expect("write the password");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/aiosmtpd_auth.py");
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(&pki.server_cert_file)
-            .arg(&pki.server_key_file)
-            .arg(&user_file)
-            .arg(&password_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the aiosmtpd smarthost");
-        let stdout = child.stdout.take().expect("stdout");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let reader_lines = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                reader_lines.lock().expect("lines").push(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let ready = loop {
-            if let Some(line) = lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .find(|l| l.starts_with("READY"))
-            {
-                break line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start (is aiosmtpd installed in {}?)",
-                self::python()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let ports: Vec<u16> = ready
-            .split_whitespace()
-            .skip(1)
-            .map(|p| p.parse().expect("a port"))
-            .collect();
-        Some(Self {
-            child,
-            starttls: SocketAddr::from(([127, 0, 0, 1], ports[0])),
-            implicit: SocketAddr::from(([127, 0, 0, 1], ports[1])),
-            login_only: SocketAddr::from(([127, 0, 0, 1], ports[2])),
-            lines,
-            pki,
-        })
+        AuthSmarthost::start().map(Self)
     }
 
     fn tls(&self) -> TlsClients {
@@ -110,7 +35,7 @@ impl Smarthost {
 
     fn hop(addr: SocketAddr) -> Vec<NextHop> {
         vec![NextHop {
-            name: "smarthost.test".into(),
+            name: HOST_NAME.into(),
             addresses: vec![addr.ip()],
         }]
     }
@@ -128,31 +53,7 @@ impl Smarthost {
 
     /// Waits until a line starting with `prefix` was printed.
     async fn wait_for(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self
-                .lines
-                .lock()
-                .expect("lines")
-                .iter()
-                .find(|l| l.starts_with(prefix))
-            {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no '{prefix}' line from aiosmtpd"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn printed(&self, prefix: &str) -> bool {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .any(|l| l.starts_with(prefix))
+        self.0.wait_for(prefix, WAIT).await
     }
 }
 
@@ -210,14 +111,7 @@ async fn auth_plain_and_login_over_starttls_and_implicit_tls() {
     smarthost.wait_for("AUTH LOGIN ok").await;
     let delivered = smarthost.wait_for("DELIVERED").await;
     assert!(delivered.contains("auth=True"), "{delivered}");
-    let count = smarthost
-        .lines
-        .lock()
-        .expect("lines")
-        .iter()
-        .filter(|l| l.starts_with("DELIVERED auth=True"))
-        .count();
-    assert!(count >= 1);
+    assert!(!smarthost.printed("DELIVERED auth=True").is_empty());
 }
 
 #[tokio::test]
@@ -249,7 +143,7 @@ async fn a_wrong_password_is_a_permanent_535() {
         assert!(error.is_permanent());
     }
     smarthost.wait_for("AUTH PLAIN failed").await;
-    assert!(!smarthost.printed("DELIVERED"));
+    assert!(smarthost.printed("DELIVERED").is_empty());
 }
 
 #[tokio::test]
@@ -269,7 +163,7 @@ async fn credentials_are_never_sent_without_tls() {
         matches!(error, OutboundError::AuthWithoutTls { .. }),
         "{error:?}"
     );
-    assert!(!smarthost.printed("AUTH"));
+    assert!(smarthost.printed("AUTH").is_empty());
 
     // Without credentials the smarthost refuses the mail itself.
     let mut connection = smarthost

@@ -1,12 +1,13 @@
-//! Real peers on loopback for the outbound tests: a scripted SMTP server ([`peer`]), a
-//! DNS server ([`dns`]), a test CA ([`pki`]), and finding external tools.
+//! Real peers on loopback for the outbound tests: a scripted SMTP server ([`peer`]);
+//! the DNS server ([`dns`]), test CA ([`pki`]) and aiosmtpd smarthost come from
+//! `postern-test-peers`, which the listener's tests share.
 #![allow(dead_code)]
 
-pub mod dns;
 pub mod peer;
-pub mod pki;
 
-use std::path::PathBuf;
+#[allow(unused_imports)]
+pub use postern_test_peers::{dns, pki, require_tool};
+
 use std::time::Duration;
 
 use postern_outbound::{ConnectOptions, Envelope, TlsMode};
@@ -14,16 +15,6 @@ use postern_smtp::address::parse_mailbox;
 
 /// The longest any single wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-/// Finds an external tool. When it is missing it reports the skip ([`postern_skip::skip`]:
-/// a failure under CI) and returns `None`, so the caller can return.
-pub fn require_tool(path: &str) -> Option<PathBuf> {
-    let found = Some(PathBuf::from(path)).filter(|p| p.is_file());
-    if found.is_none() {
-        postern_skip::skip(&format!("{path} is not installed (scripts/install-deps)"));
-    }
-    found
-}
 
 /// An envelope from `from` (empty for `<>`) to `to`.
 pub fn envelope(from: &str, to: &[&str]) -> Envelope {

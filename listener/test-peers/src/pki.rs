@@ -1,4 +1,5 @@
-//! A test CA and a server certificate it signs, written as PEM files.
+//! A test CA and a server certificate it signs, written as PEM files, and a rustls server
+//! configuration presenting it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
