@@ -3,6 +3,7 @@
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{
         Arc, OnceLock, PoisonError, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -372,25 +373,48 @@ impl Running {
     }
 }
 
-/// The SMTP dispatcher: the system's resolver (read from /etc/resolv.conf; no query
-/// is made until an MX route needs one) and the system roots, or the first
-/// listener's `delivery.caFile`.
+/// The SMTP dispatcher: the resolver of `dns` (by default the system's, read from
+/// /etc/resolv.conf; no query is made until an MX route needs one), the system roots, and the CA certificates of
+/// every listener's `delivery.caFile` (each listener's destinations are verified with
+/// its own).
 fn dispatcher(config: &Config) -> Result<SmtpDispatcher, StartError> {
-    let ca_file = config
+    let ca_files: Vec<(usize, PathBuf)> = config
         .listeners
         .iter()
-        .find_map(|l| l.delivery.as_ref().and_then(|d| d.ca_file.clone()));
-    let tls = match &ca_file {
-        Some(path) => TlsClients::with_ca_file(path),
-        None => TlsClients::system_roots(),
-    }
-    .map_err(|e| StartError::Tls(format!("delivery.caFile: {e}")))?;
-    let resolver = match MxResolver::from_system_conf() {
-        Ok(resolver) => Some(resolver),
-        Err(e) => {
-            tracing::warn!(error = %e, "no DNS resolver configuration: MX routes will fail temporarily");
-            None
-        }
+        .enumerate()
+        .filter_map(|(i, l)| Some((i, l.delivery.as_ref()?.ca_file.clone()?)))
+        .collect();
+    let needs_system_roots = config
+        .listeners
+        .iter()
+        .any(|l| l.delivery.as_ref().is_some_and(|d| d.ca_file.is_none()));
+    let tls = match (TlsClients::system_roots(), ca_files.first()) {
+        (Ok(tls), _) => tls,
+        // Every delivering listener has its own caFile: the system roots are not used.
+        (Err(_), Some((index, path))) if !needs_system_roots => TlsClients::with_ca_file(path)
+            .map_err(|e| StartError::Tls(format!("listeners[{index}].delivery.caFile: {e}")))?,
+        (Err(e), _) => return Err(StartError::Tls(format!("outbound TLS: {e}"))),
     };
-    Ok(SmtpDispatcher::new(resolver, tls))
+    let resolver = if config.dns.nameservers.is_empty() {
+        match MxResolver::from_system_conf() {
+            Ok(resolver) => Some(resolver),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver configuration: MX routes will fail temporarily");
+                None
+            }
+        }
+    } else {
+        let servers: Vec<SocketAddr> = config.dns.nameservers.iter().map(|n| n.0).collect();
+        Some(
+            MxResolver::with_nameservers(&servers, config.dns.timeout.get())
+                .map_err(|e| StartError::Other(anyhow::anyhow!("dns.nameservers: {e}")))?,
+        )
+    };
+    let mut dispatcher = SmtpDispatcher::new(resolver, tls);
+    for (index, path) in ca_files {
+        dispatcher = dispatcher
+            .with_ca_file(path)
+            .map_err(|e| StartError::Tls(format!("listeners[{index}].delivery.caFile: {e}")))?;
+    }
+    Ok(dispatcher)
 }

@@ -30,6 +30,11 @@ pub struct DeliveryConfig {
     /// Relay every message through this host instead of the recipient domains' MX hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smarthost: Option<Smarthost>,
+    /// The TCP port of MX hosts (KumoMTA's egress path `smtp_port`): 25 on the
+    /// internet; another for a private network whose MX hosts listen elsewhere.
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1))]
+    pub smtp_port: u16,
     /// Next hops per recipient domain, overriding `smarthost`; keys are domains or
     /// `*.`-wildcards as in `domains` (an exact key beats a wildcard).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -55,7 +60,8 @@ pub struct DeliveryConfig {
     /// bounces or expires (never to the null sender); `none` only logs it.
     #[serde(default)]
     pub bounces: BounceMode,
-    /// PEM file of CA certificates trusted for outbound TLS instead of the system roots.
+    /// PEM file of CA certificates that this listener's verified outbound TLS trusts
+    /// instead of the system roots (each listener uses its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// Queued messages (all destinations) past which MAIL gets `452 4.3.1`; unbounded when unset.
@@ -186,6 +192,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
             smarthost: None,
+            smtp_port: default_smtp_port(),
             routes: BTreeMap::new(),
             retry_interval: default_retry_interval(),
             max_retry_interval: None,
@@ -216,6 +223,9 @@ const fn default_spool_high_water_percent() -> u8 {
     DEFAULT_SPOOL_HIGH_WATER_PERCENT
 }
 const fn default_smarthost_port() -> u16 {
+    25
+}
+const fn default_smtp_port() -> u16 {
     25
 }
 

@@ -47,6 +47,70 @@ pub struct Config {
     #[serde(default = "default_max_data_in_flight")]
     #[schemars(range(min = 1))]
     pub max_data_in_flight: u64,
+    /// How delivery resolves MX hosts and smarthost names.
+    #[serde(default, skip_serializing_if = "DnsConfig::is_default")]
+    pub dns: DnsConfig,
+}
+
+/// The DNS resolver of delivery (KumoMTA's `kumo.dns.configure_resolver`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers (`ip:port`, or an IP for port 53) queried over UDP and TCP, in
+    /// order; empty (the default): those of `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<NameServer>,
+    /// How long one query may take.
+    #[serde(default = "default_dns_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl DnsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout: default_dns_timeout(),
+        }
+    }
+}
+
+/// A name server's address: `ip:port` (`[v6]:port`), or an IP address for port 53.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, SerializeDisplay, DeserializeFromStr)]
+pub struct NameServer(pub std::net::SocketAddr);
+
+impl FromStr for NameServer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Self(std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| format!("{s:?} is not an address: expected ip:port or an IP address"))
+    }
+}
+
+impl fmt::Display for NameServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl JsonSchema for NameServer {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NameServer".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
 }
 
 /// The spool.
@@ -225,6 +289,9 @@ const fn default_admin_timeout() -> HumanDuration {
 }
 const fn default_max_data_in_flight() -> u64 {
     DEFAULT_MAX_DATA_IN_FLIGHT
+}
+const fn default_dns_timeout() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 const fn default_grace() -> HumanDuration {
     HumanDuration::from_secs(30)

@@ -27,7 +27,7 @@ pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use file::{
     AdminConfig, Config, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS,
-    DEFAULT_MAX_DATA_IN_FLIGHT, DEFAULT_SPOOL_PATH, LogTarget, SpoolConfig,
+    DEFAULT_MAX_DATA_IN_FLIGHT, DEFAULT_SPOOL_PATH, DnsConfig, LogTarget, NameServer, SpoolConfig,
 };
 pub use invariants::check_loader_input;
 pub use key_source::{

@@ -206,6 +206,44 @@ listeners:
 }
 
 #[test]
+fn the_resolver_and_the_mx_port_for_private_networks() {
+    let config = Config::parse(
+        r#"
+listeners:
+  - delivery: {smtpPort: 2526}
+dns:
+  nameservers: ["127.0.0.1:5353", "::1", "10.0.0.53"]
+  timeout: 2s
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.listeners[0].delivery.as_ref().unwrap().smtp_port,
+        2526
+    );
+    let servers: Vec<String> = config
+        .dns
+        .nameservers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(servers, ["127.0.0.1:5353", "[::1]:53", "10.0.0.53:53"]);
+    assert_eq!(config.dns.timeout.get().as_secs(), 2);
+    // The defaults: /etc/resolv.conf, port 25, and nothing written out for them.
+    let default = Config::parse("listeners: [{delivery: {}}]").unwrap();
+    assert!(default.dns.nameservers.is_empty());
+    assert_eq!(
+        default.listeners[0].delivery.as_ref().unwrap().smtp_port,
+        25
+    );
+    let written = serde_yaml::to_string(&default).unwrap();
+    assert!(!written.contains("dns"), "{written}");
+    assert_eq!(Config::parse(&written).unwrap(), default);
+    let error = Config::parse("dns: {nameservers: [resolver.example]}").unwrap_err();
+    assert!(error.to_string().contains("dns.nameservers"), "{error}");
+}
+
+#[test]
 fn delivery_errors_name_the_field() {
     let cases = [
         (

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use postern_outbound::TlsSession;
 use postern_smtp::reply::Reply;
 
 use crate::{DispatchError, route::Destination};
@@ -26,8 +27,8 @@ pub struct PeerInfo {
     pub name: String,
     /// Its address, `ip:port`.
     pub addr: String,
-    /// Whether the session is encrypted.
-    pub tls: bool,
+    /// What the TLS session negotiated; `None` for a plaintext session.
+    pub tls: Option<TlsSession>,
 }
 
 /// What became of one recipient in a send.

@@ -144,7 +144,7 @@ impl Dispatcher for MemoryDispatcher {
         PeerInfo {
             name: connection.site.clone(),
             addr: "192.0.2.25:25".into(),
-            tls: false,
+            tls: None,
         }
     }
 

@@ -96,6 +96,10 @@ pub struct DeliveryRecord {
     /// The negotiated TLS cipher suite, when encrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cipher: Option<String>,
+    /// The subject of the peer's certificate, one `attribute=value` per element
+    /// (`["CN=mx.example.net"]`), when encrypted and the peer sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_peer_subject_name: Option<Vec<String>>,
     /// The message metadata stored at reception.
     pub meta: Map<String, Value>,
 }
@@ -140,6 +144,7 @@ mod tests {
             delivery_protocol: "ESMTP".into(),
             tls_protocol_version: None,
             tls_cipher: None,
+            tls_peer_subject_name: None,
             meta: Map::new(),
         };
         let json = serde_json::to_value(&record).unwrap();
@@ -155,5 +160,48 @@ mod tests {
                 "next_due": 1_800_000_000, "delivery_protocol": "ESMTP", "meta": {}
             })
         );
+    }
+
+    #[test]
+    fn tls_facts_have_kumomta_s_names_and_plaintext_leaves_them_out() {
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut record = DeliveryRecord {
+            kind: DeliveryRecordType::Delivery,
+            id: "01".into(),
+            sender: "a@x".into(),
+            recipient: "b@y".into(),
+            queue: "y".into(),
+            site: "relay:465".into(),
+            size: 10,
+            response: Response::of(&Reply::new(250, "2.0.0", "ok"), Some(".".into())),
+            peer_address: None,
+            timestamp: at,
+            created: at,
+            num_attempts: 1,
+            next_due: None,
+            delivery_protocol: "ESMTPS".into(),
+            tls_protocol_version: Some("TLSv1_3".into()),
+            tls_cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
+            tls_peer_subject_name: Some(vec!["O=Relay".into(), "CN=relay".into()]),
+            meta: Map::new(),
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["tls_protocol_version"], "TLSv1_3");
+        assert_eq!(json["tls_cipher"], "TLS13_AES_256_GCM_SHA384");
+        assert_eq!(
+            json["tls_peer_subject_name"],
+            serde_json::json!(["O=Relay", "CN=relay"])
+        );
+        record.tls_protocol_version = None;
+        record.tls_cipher = None;
+        record.tls_peer_subject_name = None;
+        let json = serde_json::to_value(&record).unwrap();
+        for field in [
+            "tls_protocol_version",
+            "tls_cipher",
+            "tls_peer_subject_name",
+        ] {
+            assert!(json.get(field).is_none(), "{json}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Routing: a recipient domain → its queue, its destination site and the next hop.
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use postern_config::{DeliveryConfig, DomainMap, RouteConfig, Smarthost};
 
@@ -11,6 +11,8 @@ pub enum NextHop {
     Mx {
         /// The recipient domain.
         domain: String,
+        /// The TCP port of its MX hosts (`smtpPort`).
+        port: u16,
     },
     /// A relay host.
     Smarthost(Smarthost),
@@ -30,6 +32,9 @@ pub struct Destination {
     pub max_messages_per_connection: u32,
     /// The name this relay gives in EHLO.
     pub ehlo_name: String,
+    /// The CA certificates (PEM) that verify this destination's TLS certificate: the
+    /// listener's `caFile`; `None` for the system's trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A recipient domain's route.
@@ -49,6 +54,8 @@ pub struct Router {
     connection_limit: u32,
     max_messages_per_connection: u32,
     ehlo_name: String,
+    ca_file: Option<PathBuf>,
+    smtp_port: u16,
 }
 
 impl Router {
@@ -64,6 +71,8 @@ impl Router {
             connection_limit: config.connection_limit,
             max_messages_per_connection: config.max_messages_per_connection,
             ehlo_name: ehlo_name.to_owned(),
+            ca_file: config.ca_file.clone(),
+            smtp_port: config.smtp_port,
         }
     }
 
@@ -77,6 +86,7 @@ impl Router {
                 format!("mx:{domain}"),
                 NextHop::Mx {
                     domain: domain.clone(),
+                    port: self.smtp_port,
                 },
             ),
         };
@@ -90,6 +100,7 @@ impl Router {
                     .max_messages_per_connection
                     .unwrap_or(self.max_messages_per_connection),
                 ehlo_name: self.ehlo_name.clone(),
+                ca_file: self.ca_file.clone(),
             }),
         }
     }
@@ -176,9 +187,34 @@ routes:
         assert_eq!(
             r.route("example.org").destination.hop,
             NextHop::Mx {
-                domain: "example.org".into()
+                domain: "example.org".into(),
+                port: 25
             }
         );
+    }
+
+    #[test]
+    fn mx_routes_take_the_section_s_smtp_port_and_every_route_its_ca_file() {
+        let r = router(
+            "{smtpPort: 2526, caFile: /etc/postern/ca.pem, routes: {relay.test: {smarthost: {host: relay.test}}}}",
+        );
+        let mx = r.route("example.com").destination;
+        assert_eq!(
+            mx.hop,
+            NextHop::Mx {
+                domain: "example.com".into(),
+                port: 2526
+            }
+        );
+        let relay = r.route("relay.test").destination;
+        assert_eq!(relay.site, "relay.test:25");
+        for destination in [mx, relay] {
+            assert_eq!(
+                destination.ca_file.as_deref(),
+                Some(std::path::Path::new("/etc/postern/ca.pem"))
+            );
+        }
+        assert_eq!(router("{}").route("example.com").destination.ca_file, None);
     }
 
     #[test]

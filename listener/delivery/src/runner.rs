@@ -112,6 +112,24 @@ struct Entry {
     due: Option<DateTime<Utc>>,
 }
 
+/// A site of one listener: each listener's entries have their own sites, since its
+/// host name (EHLO), outbound trust (`caFile`) and credentials may differ from another
+/// listener's routes to the same `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SiteKey {
+    listener: usize,
+    site: String,
+}
+
+impl SiteKey {
+    fn of(entry: &Entry) -> Self {
+        Self {
+            listener: entry.message.listener,
+            site: entry.destination.site.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Site {
     destination: Arc<Destination>,
@@ -124,7 +142,7 @@ struct State {
     next_key: u64,
     entries: HashMap<u64, Entry>,
     timers: TimerQueue<u64>,
-    sites: HashMap<String, Site>,
+    sites: HashMap<SiteKey, Site>,
     /// Entries per message: the queue depth in messages is its length.
     messages: HashMap<MessageId, u32>,
     stopping: bool,
@@ -327,7 +345,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 num_attempts,
                 due: due.filter(|d| *d > now),
             };
-            let site = entry.destination.site.clone();
+            let site = SiteKey::of(&entry);
             state.next_key += 1;
             let key = state.next_key;
             *state.messages.entry(info.id).or_default() += 1;
@@ -354,11 +372,11 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
     }
 
     /// Starts workers for a site with ready entries, up to its connection limit.
-    fn spawn_workers(self: &Arc<Self>, state: &mut State, site_name: &str) {
+    fn spawn_workers(self: &Arc<Self>, state: &mut State, key: &SiteKey) {
         if state.stopping {
             return;
         }
-        let Some(site) = state.sites.get_mut(site_name) else {
+        let Some(site) = state.sites.get_mut(key) else {
             return;
         };
         while site.connections < site.destination.connection_limit
@@ -366,7 +384,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
         {
             site.connections += 1;
             self.workers
-                .spawn(self.clone().work(site.destination.clone()));
+                .spawn(self.clone().work(key.clone(), site.destination.clone()));
         }
     }
 
@@ -386,9 +404,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                     Poll::Ready(keys) => {
                         let mut sites = Vec::new();
                         for key in keys {
-                            let Some(site) =
-                                state.entries.get(&key).map(|e| e.destination.site.clone())
-                            else {
+                            let Some(site) = state.entries.get(&key).map(SiteKey::of) else {
                                 continue;
                             };
                             if let Some(e) = state.entries.get_mut(&key) {
@@ -399,6 +415,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                             }
                             sites.push(site);
                         }
+                        sites.sort();
                         sites.dedup();
                         for site in sites {
                             self.spawn_workers(&mut state, &site);
@@ -419,7 +436,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
 
     /// One connection's worth of work for a site: take ready entries, send them over
     /// one connection (reopened after `maxMessagesPerConnection`), until none is left.
-    async fn work(self: Arc<Self>, destination: Arc<Destination>) {
+    async fn work(self: Arc<Self>, site: SiteKey, destination: Arc<Destination>) {
         let labels = SiteLabels {
             site: destination.site.clone(),
         };
@@ -430,11 +447,11 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
                 let next = if state.stopping {
                     None
                 } else {
-                    pop_ready(&mut state, &destination.site)
+                    pop_ready(&mut state, &site)
                 };
                 if next.is_none() && connection.is_none() {
-                    if let Some(site) = state.sites.get_mut(&destination.site) {
-                        site.connections -= 1;
+                    if let Some(open) = state.sites.get_mut(&site) {
+                        open.connections -= 1;
                     }
                     return;
                 }
@@ -789,6 +806,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
         now: DateTime<Utc>,
         num_attempts: u32,
     ) -> DeliveryRecord {
+        let tls = peer.and_then(|p| p.tls.as_ref());
         DeliveryRecord {
             kind,
             id: entry.message.id.to_string(),
@@ -806,14 +824,10 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             created: entry.message.received_at,
             num_attempts,
             next_due: None,
-            delivery_protocol: if peer.is_some_and(|p| p.tls) {
-                "ESMTPS"
-            } else {
-                "ESMTP"
-            }
-            .into(),
-            tls_protocol_version: None,
-            tls_cipher: None,
+            delivery_protocol: if tls.is_some() { "ESMTPS" } else { "ESMTP" }.into(),
+            tls_protocol_version: tls.map(|t| t.protocol_version.clone()),
+            tls_cipher: tls.map(|t| t.cipher.clone()),
+            tls_peer_subject_name: tls.and_then(|t| t.peer_subject_name.clone()),
             meta: entry.message.meta.clone(),
         }
     }
@@ -827,7 +841,13 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             let snap = sites.entry(site).or_insert_with(|| SiteSnapshot {
                 site: site.to_owned(),
                 depth: 0,
-                connections: state.sites.get(site).map_or(0, |s| s.connections),
+                // Every listener's connections to this site.
+                connections: state
+                    .sites
+                    .iter()
+                    .filter(|(key, _)| key.site == site)
+                    .map(|(_, s)| s.connections)
+                    .sum(),
                 oldest_age_seconds: 0,
             });
             snap.depth += 1;
@@ -865,7 +885,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
 }
 
 /// Takes the next ready entry of a site (skipping keys of entries already gone).
-fn pop_ready(state: &mut State, site: &str) -> Option<(u64, Entry)> {
+fn pop_ready(state: &mut State, site: &SiteKey) -> Option<(u64, Entry)> {
     loop {
         let key = state.sites.get_mut(site)?.ready.pop_front()?;
         if let Some(entry) = state.entries.get(&key) {

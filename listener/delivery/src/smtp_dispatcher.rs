@@ -3,7 +3,7 @@
 //! this module maps its results to per-recipient results and its errors to
 //! [`DispatchError`]s.
 
-use std::sync::Arc;
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use postern_config::{KeySource, OutboundTls, Smarthost};
 use postern_outbound::{
@@ -18,23 +18,21 @@ use crate::{
     route::{Destination, NextHop},
 };
 
-/// The SMTP port of MX hosts.
-pub const MX_PORT: u16 = 25;
-
 /// Delivers over SMTP with `postern-outbound`.
 #[derive(Clone)]
 pub struct SmtpDispatcher {
     resolver: Option<Arc<MxResolver>>,
     tls: Arc<TlsClients>,
+    /// The TLS clients of each `caFile`, for the destinations that name one.
+    trust: HashMap<PathBuf, Arc<TlsClients>>,
     timeouts: Timeouts,
-    mx_port: u16,
 }
 
 impl std::fmt::Debug for SmtpDispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SmtpDispatcher")
             .field("resolver", &self.resolver.is_some())
-            .field("mx_port", &self.mx_port)
+            .field("ca_files", &self.trust.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -48,25 +46,44 @@ pub struct SmtpConnection {
 
 impl SmtpDispatcher {
     /// A dispatcher resolving with `resolver` (None: MX routes fail temporarily, for
-    /// a machine without a resolver configuration) and verifying TLS peers with `tls`.
+    /// a machine without a resolver configuration) and verifying TLS peers with `tls`
+    /// (for destinations without a `caFile`).
     pub fn new(resolver: Option<MxResolver>, tls: TlsClients) -> Self {
         Self {
             resolver: resolver.map(Arc::new),
             tls: Arc::new(tls),
+            trust: HashMap::new(),
             timeouts: Timeouts::default(),
-            mx_port: MX_PORT,
+        }
+    }
+
+    /// The same, verifying the TLS peers of destinations whose `ca_file` is `path`
+    /// with the CA certificates read from it now (a bad file fails here, at start).
+    pub fn with_ca_file(mut self, path: PathBuf) -> Result<Self, OutboundError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.trust.entry(path) {
+            let clients = TlsClients::with_ca_file(slot.key())?;
+            slot.insert(Arc::new(clients));
+        }
+        Ok(self)
+    }
+
+    /// The TLS clients that verify `destination`'s peers.
+    fn tls_for(&self, destination: &Destination) -> Result<&TlsClients, DispatchError> {
+        match &destination.ca_file {
+            None => Ok(&self.tls),
+            Some(path) => self.trust.get(path).map(|t| &**t).ok_or_else(|| {
+                let error = OutboundError::TlsSetup(format!(
+                    "CA file {} was not loaded at start",
+                    path.display()
+                ));
+                transport(&error)
+            }),
         }
     }
 
     /// The same, with other per-phase timeouts.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
-        self
-    }
-
-    /// The same, connecting to MX hosts on another port (tests on loopback).
-    pub fn with_mx_port(mut self, port: u16) -> Self {
-        self.mx_port = port;
         self
     }
 
@@ -80,17 +97,14 @@ impl SmtpDispatcher {
 
     async fn open(&self, destination: &Destination) -> Result<OutboundConnection, DispatchError> {
         let (hops, options) = match &destination.hop {
-            NextHop::Mx { domain } => {
+            NextHop::Mx { domain, port } => {
                 let hops = self
                     .resolver(domain)?
                     .mx_hosts(domain)
                     .await
                     .map_err(|e| transport(&OutboundError::Dns(e)))?;
-                let options = ConnectOptions::new(
-                    &destination.ehlo_name,
-                    self.mx_port,
-                    TlsMode::Opportunistic,
-                );
+                let options =
+                    ConnectOptions::new(&destination.ehlo_name, *port, TlsMode::Opportunistic);
                 (hops, options)
             }
             NextHop::Smarthost(smarthost) => {
@@ -116,7 +130,7 @@ impl SmtpDispatcher {
             timeouts: self.timeouts,
             ..options
         };
-        OutboundConnection::connect(&hops, &options, &self.tls)
+        OutboundConnection::connect(&hops, &options, self.tls_for(destination)?)
             .await
             .map_err(|e| transport(&e))
     }
@@ -201,7 +215,7 @@ impl Dispatcher for SmtpDispatcher {
         let peer = PeerInfo {
             name: connection.host().to_owned(),
             addr: connection.peer_address().to_string(),
-            tls: connection.is_tls(),
+            tls: connection.tls_session(),
         };
         Ok(SmtpConnection { connection, peer })
     }

@@ -22,6 +22,7 @@ use crate::error::{ConnectFailure, OutboundError};
 use crate::resolve::NextHop;
 use crate::timeouts::Timeouts;
 use crate::tls::{TlsClients, TlsMode, server_name};
+use crate::tls_session::TlsSession;
 
 /// How to talk to a next hop.
 #[derive(Clone, Debug)]
@@ -231,6 +232,15 @@ impl OutboundConnection {
     /// Whether the session runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.client.is_tls()
+    }
+
+    /// What the TLS session negotiated (version, cipher, the peer's certificate
+    /// subject); `None` for a plaintext session.
+    pub fn tls_session(&self) -> Option<TlsSession> {
+        match self.stream.as_ref()? {
+            Stream::Tls(stream) => TlsSession::of(stream.get_ref().1),
+            Stream::Plain(_) => None,
+        }
     }
 
     /// Whether another message can be sent on this connection.

@@ -17,12 +17,14 @@ mod error;
 mod resolve;
 mod timeouts;
 mod tls;
+mod tls_session;
 
 pub use connection::{ConnectOptions, OutboundConnection};
 pub use error::{ConnectFailure, OutboundError};
 pub use resolve::{DnsError, MxResolver, NextHop, order_mx};
 pub use timeouts::Timeouts;
 pub use tls::{TlsClients, TlsMode};
+pub use tls_session::{TlsSession, subject_name};
 
 pub use postern_smtp::client::{Envelope, Phase};
 pub use postern_smtp::credentials::Credentials;

@@ -68,6 +68,7 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
         },
         shutdown_grace_period: HumanDuration::from_secs(SHUTDOWN_GRACE_SECS),
         max_data_in_flight: postern_config::DEFAULT_MAX_DATA_IN_FLIGHT,
+        dns: postern_config::DnsConfig::default(),
     }
 }
 
