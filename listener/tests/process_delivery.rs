@@ -7,91 +7,25 @@ mod support_process;
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 use support_process::{
-    Process, Smtp, WAIT, Workdir, free_addrs, http_get, message, metric, require_tool, run_to_end,
+    DELIVERY_WAIT, Process, Smtp, WAIT, Workdir, free_addrs, http_get, message, metric, run_to_end,
+    sink::Sink,
 };
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpListener,
 };
 
-/// How long delivery may take in these tests.
-const DELIVERY_WAIT: Duration = Duration::from_secs(30);
-
 /// The minimal `delivery` section, toward `port`.
 fn minimal(port: u16) -> String {
     format!(
         "delivery: {{smarthost: {{host: 127.0.0.1, port: {port}, tls: none}}, retryInterval: 1s}}"
     )
-}
-
-/// Waits until `records` holds `count` records of `kind`; returns them.
-async fn wait_records(setup: &support_process::Setup, kind: &str, count: usize) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let found: Vec<Value> = setup
-            .records()
-            .into_iter()
-            .filter(|r| r["type"] == kind)
-            .collect();
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            start.elapsed() < DELIVERY_WAIT,
-            "{count} {kind} records expected, found {}: {:#?}",
-            found.len(),
-            setup.records()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Postfix's smtp-sink on `addr`, dumping every transaction into `dump`.
-struct Sink {
-    child: Child,
-    dump: PathBuf,
-}
-
-impl Sink {
-    fn start(work: &Workdir, addr: SocketAddr) -> Option<Self> {
-        let bin = require_tool("/usr/sbin/smtp-sink")?;
-        let dump = work.path().join("sink.dump");
-        std::fs::File::create(&dump).unwrap();
-        let child = Command::new(bin)
-            .args(["-u", "root", "-D"])
-            .arg(&dump)
-            .arg(addr.to_string())
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start smtp-sink");
-        let start = Instant::now();
-        while !support_process::is_listening(addr) {
-            assert!(start.elapsed() < WAIT, "smtp-sink did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self { child, dump })
-    }
-
-    fn received(&self) -> String {
-        std::fs::read_to_string(&self.dump).unwrap_or_default()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]
@@ -121,7 +55,7 @@ async fn the_minimal_smarthost_config_delivers_to_smtp_sink() {
         .expect(250, "2.0.0");
     client.cmd("QUIT").await.unwrap();
 
-    let delivered = wait_records(&setup, "Delivery", 3).await;
+    let delivered = setup.wait_records("Delivery", 3).await;
     let recipients: std::collections::BTreeSet<&str> = delivered
         .iter()
         .map(|r| r["recipient"].as_str().unwrap())
@@ -262,8 +196,8 @@ async fn two_of_three_get_250_and_only_the_451_one_is_retried() {
         .await
         .unwrap()
         .expect(250, "2.0.0");
-    let delivered = wait_records(&setup, "Delivery", 3).await;
-    let transient = wait_records(&setup, "TransientFailure", 1).await;
+    let delivered = setup.wait_records("Delivery", 3).await;
+    let transient = setup.wait_records("TransientFailure", 1).await;
     assert_eq!(transient.len(), 1);
     let t = &transient[0];
     assert_eq!(t["recipient"], "c@example.com");
@@ -313,14 +247,14 @@ async fn a_restart_resumes_the_retry_schedule() {
         .await
         .unwrap()
         .expect(250, "2.0.0");
-    let transient = wait_records(&setup, "TransientFailure", 1).await;
+    let transient = setup.wait_records("TransientFailure", 1).await;
     let due = transient[0]["next_due"].as_i64().unwrap();
     first.sigterm();
     assert!(first.wait_exit(WAIT).await.success());
     assert_eq!(peer.delivered(), ["y@example.com"]);
 
     let mut second = Process::start(&work, &setup, "restart-2").await;
-    let delivered = wait_records(&setup, "Delivery", 2).await;
+    let delivered = setup.wait_records("Delivery", 2).await;
     let x = delivered
         .iter()
         .find(|r| r["recipient"] == "x@example.com")
@@ -329,7 +263,7 @@ async fn a_restart_resumes_the_retry_schedule() {
         x["num_attempts"], 3,
         "the attempt count went on after the restart"
     );
-    let failures = wait_records(&setup, "TransientFailure", 2).await;
+    let failures = setup.wait_records("TransientFailure", 2).await;
     assert_eq!(failures[1]["num_attempts"], 2);
     assert!(
         failures[1]["timestamp"].as_i64().unwrap() >= due,
@@ -364,7 +298,7 @@ async fn drain_stops_taking_mail_and_reports_until_the_queue_is_empty() {
         .unwrap()
         .expect(250, "2.0.0");
     client.cmd("QUIT").await.unwrap();
-    wait_records(&setup, "TransientFailure", 1).await;
+    setup.wait_records("TransientFailure", 1).await;
 
     let admin = setup.admin.to_string();
     let drained = tokio::task::spawn_blocking({
@@ -408,7 +342,7 @@ async fn backpressure_refuses_mail_while_the_queue_is_full_and_clears_by_itself(
         .await
         .unwrap()
         .expect(250, "2.0.0");
-    wait_records(&setup, "TransientFailure", 1).await;
+    setup.wait_records("TransientFailure", 1).await;
     // The queue holds 1 of 1: MAIL is refused and /readyz says why.
     let start = Instant::now();
     loop {
@@ -428,7 +362,7 @@ async fn backpressure_refuses_mail_while_the_queue_is_full_and_clears_by_itself(
         "{body}"
     );
     // Delivered on the retry: the refusal clears by itself.
-    wait_records(&setup, "Delivery", 1).await;
+    setup.wait_records("Delivery", 1).await;
     let start = Instant::now();
     loop {
         let reply = client.cmd("MAIL FROM:<s@example.org>").await.unwrap();

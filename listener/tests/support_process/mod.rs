@@ -8,6 +8,8 @@
 //! clients are mid-conversation, and a dead peer must be an ordinary outcome.
 #![allow(dead_code)]
 
+pub mod sink;
+
 use std::{
     collections::BTreeMap,
     ffi::OsStr,
@@ -140,7 +142,33 @@ impl Setup {
     pub fn records(&self) -> Vec<Value> {
         read_records(&std::fs::read_to_string(&self.records).unwrap_or_default())
     }
+
+    /// Waits until the record log holds `count` records of type `kind` (at most
+    /// [`DELIVERY_WAIT`]); returns them.
+    pub async fn wait_records(&self, kind: &str, count: usize) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<Value> = self
+                .records()
+                .into_iter()
+                .filter(|r| r["type"] == kind)
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                start.elapsed() < DELIVERY_WAIT,
+                "{count} {kind} records expected, found {}: {:#?}",
+                found.len(),
+                self.records()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
+
+/// How long a delivery the tests wait for may take.
+pub const DELIVERY_WAIT: Duration = Duration::from_secs(30);
 
 /// Parses JSON lines, skipping nothing: every line must be a JSON object.
 pub fn read_records(text: &str) -> Vec<Value> {
