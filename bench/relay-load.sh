@@ -15,12 +15,19 @@
 #                   `postern_delivery_latency_seconds` histogram (buckets doubling from
 #                   1 ms; the percentile is interpolated inside its bucket);
 #   server CPU µs/msg and memory MiB, as bench/smtp-load.sh measures them.
-# At the end: Postern's relay msg/s as a multiple of Postfix's.
+# At the end: Postern's relay msg/s as a multiple of Postfix's, and for Postern whether
+# delivery kept up with reception: every 0.2 s during a run the script samples the
+# messages accepted (`postern_messages_accepted_total`), the messages queued for delivery
+# (`postern_delivery_queued_messages`) and the sink's count; the table gives the rate the
+# sink received at while the client was still sending, the largest queue depth, the depth
+# when the client finished, and how long the queue took to empty after that. With
+# TIMELINE=1 the samples themselves are printed too (t s, accepted, queued, at the sink).
 #
 # Usage: bench/relay-load.sh   (from anywhere; builds the release binary first)
 #   SKIP_BUILD=1  SERVERS="postfix postern"  SIZES="4096 102400"  SESSIONS="20 100"
 #   MESSAGES_4096=10000  MESSAGES_102400=2000  (any size: MESSAGES_<size>, default 2000)
-#   RUN_TIMEOUT=300 (seconds for one run, sending and relaying)
+#   RUN_TIMEOUT=300 (seconds for one run, sending and relaying)  TIMELINE=1
+#   DELIVERY_EXTRA="connectionLimit: 100" (more keys of Postern's `delivery` section)
 # Loopback only; every process it starts is stopped on exit. Needs what smtp-load.sh needs.
 set -euo pipefail
 
@@ -114,6 +121,32 @@ postern_latency() {
             END { if (!n || !count[n]) print "n/a n/a"; else printf "%.0f %.0f\n", pct(0.50), pct(0.99) }'
 }
 
+# sample ADMIN_PORT SINK_OUT T0 OUT: every 0.2 s appends "t accepted queued at_sink" to OUT
+# (run in the background; killed by the caller).
+sample() {
+    local admin=$1 sink_out=$2 t0=$3 out=$4 now metrics
+    while :; do
+        now=$(date +%s.%N)
+        metrics=$(curl -fsS "http://127.0.0.1:$admin/metrics" 2>/dev/null) || metrics=""
+        awk -v t="$now" -v t0="$t0" -v sink="$(sink_count "$sink_out")" '
+            $1 == "postern_messages_accepted_total" { a = $2 }
+            $1 == "postern_delivery_queued_messages" { q = $2 }
+            END { printf "%.2f %d %d %d\n", t - t0, a, q, sink }' <<<"$metrics" >>"$out"
+        sleep 0.2
+    done
+}
+
+# backlog SAMPLES T_SENT T_RELAYED N SIZE SESSIONS: the reception-against-delivery row.
+backlog() {
+    awk -v sent="$2" -v relayed="$3" -v n="$4" -v size="$5" -v s="$6" '
+        { t = $1; q = $3; if (q > max) max = q; if (t <= sent) { atsent = $4; qsent = q; tsent = t } }
+        END {
+            label = (size >= 1024) ? (size / 1024) " KiB" : size " B"
+            printf "| %s | %d | %.0f | %.0f | %d | %d | %.2f |\n", label, s, n / sent,
+                (tsent > 0) ? atsent / tsent : 0, max, qsent, relayed - sent
+        }' "$1"
+}
+
 # run KIND SIZE SESSIONS: one measurement, printed as a table row.
 run() {
     local kind=$1 size=$2 sessions=$3
@@ -136,7 +169,7 @@ run() {
     postfix) start_postfix "$dir" "$port" "$sink" ;;
     postern)
         start_postern "$dir" "$port" "$admin" \
-            "delivery: {smarthost: {host: 127.0.0.1, port: $sink, tls: none}, retryInterval: 1s}"
+            "delivery: {smarthost: {host: 127.0.0.1, port: $sink, tls: none}, retryInterval: 1s${DELIVERY_EXTRA:+, $DELIVERY_EXTRA}}"
         ;;
     *)
         echo "relay-load: unknown server $kind" >&2
@@ -147,6 +180,11 @@ run() {
     local status=ok ticks0 t0 t_sent t_relayed ticks1
     ticks0=$(cpu_ticks "$SERVER_PID")
     t0=$(date +%s.%N)
+    local sampler=""
+    if [[ "$kind" == postern ]]; then
+        sample "$admin" "$dir/sink.out" "$t0" "$dir/samples" &
+        sampler=$!
+    fi
     if ! timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" -d -l "$size" -m "$messages" -s "$sessions" \
         -f a@bench.test -t b@relay.test "127.0.0.1:$port" >"$dir/client.out" 2>&1; then
         status="client failed: $(tail -1 "$dir/client.out")"
@@ -162,6 +200,18 @@ run() {
     done
     t_relayed=$(date +%s.%N)
     ticks1=$(cpu_ticks "$SERVER_PID")
+    if [[ -n "$sampler" ]]; then
+        sleep 0.3 # one more sample, with the queue empty
+        kill "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        backlog "$dir/samples" "$(awk -v a="$t_sent" -v b="$t0" 'BEGIN { print a - b }')" \
+            "$(awk -v a="$t_relayed" -v b="$t0" 'BEGIN { print a - b }')" \
+            "$messages" "$size" "$sessions" >>"$WORK/backlog"
+        if [[ "${TIMELINE:-0}" == 1 ]]; then
+            echo "timeline $kind $size B x $sessions sessions (t s, accepted, queued, at the sink):" >>"$WORK/timelines"
+            cat "$dir/samples" >>"$WORK/timelines"
+        fi
+    fi
     local rss latency
     rss=$(peak_rss_kib "$SERVER_PID")
     if [[ "$kind" == postfix ]]; then
@@ -213,4 +263,16 @@ for size in $SIZES; do
     done
 done
 if [[ -s "$WORK/rates" ]]; then ratios; fi
+if [[ -s "$WORK/backlog" ]]; then
+    echo
+    echo "| size | sessions | postern accept msg/s | at the sink while sending, msg/s | max queued | queued when sending ended | queue emptied after s |"
+    echo "|---|---|---|---|---|---|---|"
+    cat "$WORK/backlog"
+fi
+if [[ -s "$WORK/timelines" ]]; then
+    echo
+    echo '```text'
+    cat "$WORK/timelines"
+    echo '```'
+fi
 echo "relay-load: done, $(uptime | sed 's/.*load/load/')" >&2
