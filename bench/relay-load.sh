@@ -22,6 +22,8 @@
 # sink received at while the client was still sending, the largest queue depth, the depth
 # when the client finished, and how long the queue took to empty after that. With
 # TIMELINE=1 the samples themselves are printed too (t s, accepted, queued, at the sink).
+# It also gives the CPU Postern and smtp-sink used, in % of one core over the run: a sink
+# near 100 % is the bound of delivery, not Postern.
 #
 # Usage: bench/relay-load.sh   (from anywhere; builds the release binary first)
 #   SKIP_BUILD=1  SERVERS="postfix postern"  SIZES="4096 102400"  SESSIONS="20 100"
@@ -136,14 +138,16 @@ sample() {
     done
 }
 
-# backlog SAMPLES T_SENT T_RELAYED N SIZE SESSIONS: the reception-against-delivery row.
+# backlog SAMPLES T_SENT T_RELAYED N SIZE SESSIONS SERVER_CPU_S SINK_CPU_S: the
+# reception-against-delivery row; CPU in % of one core over the whole run.
 backlog() {
-    awk -v sent="$2" -v relayed="$3" -v n="$4" -v size="$5" -v s="$6" '
+    awk -v sent="$2" -v relayed="$3" -v n="$4" -v size="$5" -v s="$6" -v cpu="$7" -v sink="$8" '
         { t = $1; q = $3; if (q > max) max = q; if (t <= sent) { atsent = $4; qsent = q; tsent = t } }
         END {
             label = (size >= 1024) ? (size / 1024) " KiB" : size " B"
-            printf "| %s | %d | %.0f | %.0f | %d | %d | %.2f |\n", label, s, n / sent,
-                (tsent > 0) ? atsent / tsent : 0, max, qsent, relayed - sent
+            printf "| %s | %d | %.0f | %.0f | %d | %d | %.2f | %.0f | %.0f |\n", label, s, n / sent,
+                (tsent > 0) ? atsent / tsent : 0, max, qsent, relayed - sent,
+                cpu / relayed * 100, sink / relayed * 100
         }' "$1"
 }
 
@@ -200,13 +204,17 @@ run() {
     done
     t_relayed=$(date +%s.%N)
     ticks1=$(cpu_ticks "$SERVER_PID")
+    local sink_ticks
+    sink_ticks=$(awk '{ print $14 + $15 }' "/proc/$SINK_PID/stat")
     if [[ -n "$sampler" ]]; then
         sleep 0.3 # one more sample, with the queue empty
         kill "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
         backlog "$dir/samples" "$(awk -v a="$t_sent" -v b="$t0" 'BEGIN { print a - b }')" \
             "$(awk -v a="$t_relayed" -v b="$t0" 'BEGIN { print a - b }')" \
-            "$messages" "$size" "$sessions" >>"$WORK/backlog"
+            "$messages" "$size" "$sessions" \
+            "$(awk -v t="$((ticks1 - ticks0))" -v hz="$CLK_TCK" 'BEGIN { print t / hz }')" \
+            "$(awk -v t="$sink_ticks" -v hz="$CLK_TCK" 'BEGIN { print t / hz }')" >>"$WORK/backlog"
         if [[ "${TIMELINE:-0}" == 1 ]]; then
             echo "timeline $kind $size B x $sessions sessions (t s, accepted, queued, at the sink):" >>"$WORK/timelines"
             cat "$dir/samples" >>"$WORK/timelines"
@@ -265,8 +273,8 @@ done
 if [[ -s "$WORK/rates" ]]; then ratios; fi
 if [[ -s "$WORK/backlog" ]]; then
     echo
-    echo "| size | sessions | postern accept msg/s | at the sink while sending, msg/s | max queued | queued when sending ended | queue emptied after s |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| size | sessions | postern accept msg/s | at the sink while sending, msg/s | max queued | queued when sending ended | queue emptied after s | postern CPU % | smtp-sink CPU % |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     cat "$WORK/backlog"
 fi
 if [[ -s "$WORK/timelines" ]]; then
