@@ -35,18 +35,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// xorshift64*: enough to spread kill moments and pick samples, and replayable.
-struct Moments(u64);
-
-impl Moments {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_message_survives_repeated_sigkill() {
     let rounds = env_number("POSTERN_LISTENER_CRASH_ROUNDS", 200);
@@ -59,7 +47,7 @@ async fn every_acknowledged_message_survives_repeated_sigkill() {
             | 1,
     );
     eprintln!("crash at scale: {rounds} rounds, seed {seed}");
-    let mut moments = Moments(seed);
+    let mut moments = fastrand::Rng::with_seed(seed);
     let work = Workdir::new();
     let setup = work.config("crash", &[], &[]);
 
@@ -74,7 +62,7 @@ async fn every_acknowledged_message_survives_repeated_sigkill() {
                 tokio::spawn(send_until_stopped(setup.smtp, name, acked.clone()))
             })
             .collect();
-        let after = moments.next(MAX_KILL_AFTER_MS + 1);
+        let after = moments.u64(..=MAX_KILL_AFTER_MS);
         tokio::time::sleep(Duration::from_millis(after)).await;
         process.sigkill();
         for sender in senders {
@@ -106,7 +94,7 @@ async fn every_acknowledged_message_survives_repeated_sigkill() {
         acked_all.len()
     );
     for _ in 0..BYTES_CHECKED.min(acked_all.len()) {
-        let (id, marker) = &acked_all[moments.next(acked_all.len() as u64) as usize];
+        let (id, marker) = &acked_all[moments.usize(..acked_all.len())];
         let bytes = spool_show(&setup.spool, id);
         assert!(
             bytes.ends_with(message(marker).as_bytes()),

@@ -23,7 +23,7 @@ pub use connection::{ConnectOptions, OutboundConnection};
 pub use error::{ConnectFailure, OutboundError};
 pub use resolve::{DnsError, MxResolver, NextHop, order_mx};
 pub use timeouts::Timeouts;
-pub use tls::{TlsClients, TlsMode};
+pub use tls::{AnyServerCertificate, TlsClients, TlsMode};
 pub use tls_session::{TlsSession, subject_name};
 
 pub use postern_smtp::client::{Envelope, Phase};

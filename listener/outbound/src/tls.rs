@@ -100,7 +100,7 @@ impl TlsClients {
                 })
                 .map_err(|e| OutboundError::TlsSetup(format!("TLS client: {e}")))
         };
-        let unverified = Arc::new(AnyCertificate(Arc::clone(&provider)));
+        let unverified = Arc::new(AnyServerCertificate::new(Arc::clone(&provider)));
         Ok(Self {
             verified: config(verifier)?,
             unverified: config(unverified)?,
@@ -138,12 +138,21 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Opportunistic TLS: any certificate is accepted, but the handshake's signatures are
-/// still checked, so the session is encrypted to whoever holds the presented key.
+/// The verifier of opportunistic TLS (RFC 7435): any certificate is accepted, but the
+/// handshake's signatures are still checked with `provider`'s algorithms, so the session
+/// is encrypted to whoever holds the presented key. Tests that talk TLS to a server with a
+/// self-signed certificate use it too.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub struct AnyServerCertificate(Arc<CryptoProvider>);
 
-impl ServerCertVerifier for AnyCertificate {
+impl AnyServerCertificate {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self(provider)
+    }
+}
+
+impl ServerCertVerifier for AnyServerCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,

@@ -5,23 +5,8 @@
 
 mod common;
 
+use postern_mutate::Mutator;
 use postern_reports::{parse_arf, parse_dsn, supplemental_trace};
-
-/// xorshift64*: a small deterministic PRNG, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Bytes that matter to MIME and to the field parser: flipping to them
 /// reaches more paths than uniform noise.
@@ -73,24 +58,11 @@ fn truncated_at_many_offsets() {
 
 #[test]
 fn random_byte_mutations() {
-    let mut rng = Rng(0x5eed_2026_1126_0001);
+    let mut mutator = Mutator::new(0x5eed_2026_1126_0001, INTERESTING);
     for (name, bytes) in common::all() {
         for round in 0..300 {
             let mut mutant = bytes.clone();
-            for _ in 0..=rng.below(8) {
-                let at = rng.below(mutant.len());
-                match rng.below(4) {
-                    0 if !mutant.is_empty() => mutant[at] = rng.next() as u8,
-                    1 if !mutant.is_empty() => {
-                        mutant[at] = INTERESTING[rng.below(INTERESTING.len())]
-                    }
-                    2 => mutant.insert(at, INTERESTING[rng.below(INTERESTING.len())]),
-                    _ if !mutant.is_empty() => {
-                        mutant.remove(at);
-                    }
-                    _ => {}
-                }
-            }
+            mutator.mutate(&mut mutant);
             check(&mutant, &format!("{name} round {round}"));
         }
     }
@@ -99,12 +71,11 @@ fn random_byte_mutations() {
 #[test]
 fn spliced_files() {
     let files = common::all();
-    let mut rng = Rng(0x5eed_2026_1126_0002);
+    let mut mutator = Mutator::new(0x5eed_2026_1126_0002, INTERESTING);
     for round in 0..500 {
-        let (_, a) = &files[rng.below(files.len())];
-        let (_, b) = &files[rng.below(files.len())];
-        let mut mutant = a[..rng.below(a.len())].to_vec();
-        mutant.extend_from_slice(&b[rng.below(b.len())..]);
+        let (_, a) = &files[mutator.below(files.len())];
+        let (_, b) = &files[mutator.below(files.len())];
+        let mutant = mutator.splice(a, b);
         check(&mutant, &format!("splice round {round}"));
     }
 }

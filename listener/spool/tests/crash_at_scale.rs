@@ -44,24 +44,12 @@ struct Acked {
     attempts: u32,
 }
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
-
 /// Runs the child once and kills it after a random number of
 /// acknowledgements (and a random pause); folds what it acknowledged.
 fn run_child_and_kill(
     dir: &std::path::Path,
     round: u64,
-    rng: &mut Rng,
+    rng: &mut fastrand::Rng,
     acked: &mut HashMap<MessageId, Acked>,
 ) -> usize {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spool_crash_child"))
@@ -72,7 +60,7 @@ fn run_child_and_kill(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn the child");
-    let target = rng.below(60) as usize;
+    let target = rng.usize(..60);
     let mut lines = 0;
     let mut out = BufReader::new(child.stdout.take().expect("child stdout"));
     let mut line = String::new();
@@ -84,7 +72,7 @@ fn run_child_and_kill(
         fold(&line, acked);
         lines += 1;
     }
-    std::thread::sleep(Duration::from_micros(rng.below(3000)));
+    std::thread::sleep(Duration::from_micros(rng.u64(..3000)));
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     // Whatever the child printed before it died was acknowledged too.
@@ -131,7 +119,7 @@ fn every_acknowledged_write_survives_hundreds_of_kill_9() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x5eed_c4a5_0000_0001);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_c4a5_0000_0001);
     let mut acked: HashMap<MessageId, Acked> = HashMap::new();
     let mut checked = 0u64;
     let mut lines = 0;

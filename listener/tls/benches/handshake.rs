@@ -91,7 +91,7 @@ fn connector() -> TlsConnector {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(common::AnyCertificate))
+        .with_custom_certificate_verifier(common::any_certificate())
         .with_no_client_auth();
     config.resumption = Resumption::disabled();
     TlsConnector::from(Arc::new(config))

@@ -304,7 +304,7 @@ async fn tls12_and_the_facts() {
         .with_protocol_versions(&[&rustls::version::TLS12])
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(common::AnyCertificate))
+        .with_custom_certificate_verifier(common::any_certificate())
         .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(client))

@@ -35,18 +35,6 @@ fn payload(id: &MessageId) -> Vec<u8> {
     data
 }
 
-/// xorshift64*: a small deterministic PRNG.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(dir), Some(mode)) = (args.get(1), args.get(2)) else {
@@ -77,7 +65,7 @@ fn main() {
         }
         for writer in 0..WRITERS as u64 {
             let spool = spool.clone();
-            let rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ writer) | 1);
+            let rng = fastrand::Rng::with_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ writer);
             tasks.push(if mixed {
                 tokio::spawn(mixed_forever(spool, rng))
             } else {
@@ -133,17 +121,17 @@ async fn finish_queued(spool: Spool, queued: Vec<postern_spool::QueuedMessage>) 
     }
 }
 
-async fn mixed_forever(spool: Spool, mut rng: Rng) {
+async fn mixed_forever(spool: Spool, mut rng: fastrand::Rng) {
     let recipients: Vec<String> = ["x@example.org", "y@example.org", "z@example.org"]
         .map(String::from)
         .into();
     loop {
         let id = MessageId::generate();
         let envelope = Envelope::new(id, "a@example.com", recipients.clone());
-        if rng.below(10) < 3 {
+        if rng.u32(..10) < 3 {
             // deferredSpool: durable only once a transient failure is recorded.
             let held = spool.store_deferred(envelope, payload(&id)).await;
-            if held.expect("store deferred") == Deferral::Held && rng.below(2) == 0 {
+            if held.expect("store deferred") == Deferral::Held && rng.u32(..2) == 0 {
                 // Delivered to everybody at the first attempt: never on disk.
                 let done = Progress {
                     finished: vec![0, 1, 2],
@@ -158,7 +146,7 @@ async fn mixed_forever(spool: Spool, mut rng: Rng) {
         } else {
             spool.store(envelope, payload(&id)).await.expect("store");
             println!("STORED {id}");
-            match rng.below(3) {
+            match rng.u32(..3) {
                 0 => continue,
                 1 => progress(&spool, id, vec![1], 1).await,
                 _ => {

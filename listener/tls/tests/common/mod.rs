@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use postern_tls::{TlsMetrics, TlsProvider};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -261,7 +259,7 @@ impl Client {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+            .with_custom_certificate_verifier(any_certificate())
             .with_no_client_auth();
         let tcp = TcpStream::connect(addr).await.unwrap();
         let tls = TlsConnector::from(Arc::new(config))
@@ -322,52 +320,8 @@ pub async fn wait_for_leaf(
 
 /// Trusts any certificate but still checks the handshake signature, so a handshake proves
 /// that the server holds the private key of the certificate it presented.
-#[derive(Debug)]
-pub struct AnyCertificate;
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &postern_tls::crypto_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &postern_tls::crypto_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        postern_tls::crypto_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
+pub fn any_certificate() -> Arc<postern_outbound::AnyServerCertificate> {
+    Arc::new(postern_outbound::AnyServerCertificate::new(
+        postern_tls::crypto_provider(),
+    ))
 }
