@@ -37,34 +37,51 @@ impl Sink {
         // smtp-sink drops privileges to `nobody` when run as root; it writes there.
         std::fs::set_permissions(dumps.path(), std::fs::Permissions::from_mode(0o777))
             .expect("chmod the dump directory");
-        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        // Tests run in parallel and each starts sinks: a port that was free a moment
+        // ago may be another sink's by the time this one binds. So each sink gets an
+        // address of its own in 127.0.0.0/8, and one that exited (its bind failed) is
+        // started again rather than mistaken for one that listens.
         let template = format!("{}/message.", dumps.path().display());
-        let mut command = Command::new(binary);
-        if nix_is_root() {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .args(["-d", &template])
-            .args(extra)
-            .arg(addr.to_string())
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start smtp-sink");
         let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "smtp-sink did not start listening"
+        loop {
+            let ip = Ipv4Addr::new(
+                127,
+                fastrand::u8(1..=254),
+                fastrand::u8(..),
+                fastrand::u8(1..=254),
             );
-            std::thread::sleep(Duration::from_millis(20));
+            let port = std::net::TcpListener::bind((ip, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let addr = SocketAddr::from((ip, port));
+            let mut command = Command::new(binary);
+            if nix_is_root() {
+                command.args(["-u", "nobody"]);
+            }
+            let mut child = command
+                .args(["-d", &template])
+                .args(extra)
+                .arg(addr.to_string())
+                .arg("64")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start smtp-sink");
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "smtp-sink did not start listening"
+                );
+                if child.try_wait().expect("smtp-sink's status").is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(addr).is_ok() {
+                    return Self { child, addr, dumps };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Self { child, addr, dumps }
     }
 
     fn hop(&self) -> Vec<NextHop> {
