@@ -1,5 +1,7 @@
 //! The listener's Prometheus metrics.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -64,6 +66,12 @@ pub struct Metrics {
     pub log_records_dropped: Counter,
     /// Failed writes to the record log (each is retried).
     pub log_write_errors: Counter,
+    /// 1 when `/readyz` would answer ready, else 0 (set at every scrape).
+    pub ready: Gauge,
+    /// Use of the spool's file system, 0 to 1 (as `df` counts it).
+    pub spool_filesystem_used_ratio: Gauge<f64, AtomicU64>,
+    /// Each listener's `spoolHighWaterPercent`, 0 to 1: past it MAIL gets 452.
+    pub spool_high_water_ratio: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -135,6 +143,26 @@ impl Metrics {
             self.rejection_records_suppressed.clone(),
         );
         self.register_log(registry);
+        self.register_health(registry);
+    }
+
+    /// Registers readiness and the spool's file-system use.
+    fn register_health(&self, registry: &mut Registry) {
+        registry.register(
+            "postern_ready",
+            "1 when the listener takes mail (what /readyz answers), else 0",
+            self.ready.clone(),
+        );
+        registry.register(
+            "postern_spool_filesystem_used_ratio",
+            "Use of the spool's file system, 0 to 1, measured every second",
+            self.spool_filesystem_used_ratio.clone(),
+        );
+        registry.register(
+            "postern_spool_high_water_ratio",
+            "Each listener's spoolHighWaterPercent as 0 to 1: past it MAIL is refused with 452 4.3.1",
+            self.spool_high_water_ratio.clone(),
+        );
     }
 
     /// Registers the record log's metrics.

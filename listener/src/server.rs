@@ -99,6 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
+        ready_gauge: metrics.ready.clone(),
         log_healthy: log_healthy.clone(),
         registry: registry.clone(),
         control: admin_control.clone(),
@@ -182,9 +183,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let stop_monitor = CancellationToken::new();
+    for l in &config.listeners {
+        metrics
+            .spool_high_water_ratio
+            .get_or_create(&ListenerLabels {
+                listener: l.listen.to_string(),
+            })
+            .set(f64::from(l.delivery_or_default().spool_high_water_percent) / 100.0);
+    }
     tokio::spawn(backpressure::monitor(
         config.spool.path.clone(),
         load.clone(),
+        metrics.spool_filesystem_used_ratio.clone(),
         queue.watch_depth(),
         stop_monitor.clone(),
     ));
