@@ -33,6 +33,9 @@ pub struct DeadlineLabels {
     pub deadline: &'static str,
 }
 
+/// Every value of the `deadline` label: each series exists from the start (at 0).
+pub const DEADLINES: [&str; 6] = ["read", "command", "data", "write", "tls", "budget"];
+
 /// Counters and gauges of the SMTP side.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -75,8 +78,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric in `registry`.
+    /// Registers every metric in `registry`. Series whose labels are known now exist from
+    /// the start, at 0, so `rate()` and alerts see them before anything happened.
     pub fn register(&self, registry: &mut Registry) {
+        for deadline in DEADLINES {
+            let _ = self.deadlines.get_or_create(&DeadlineLabels { deadline });
+        }
         registry.register(
             "postern_connections",
             "SMTP connections accepted",
@@ -177,6 +184,13 @@ impl Metrics {
             "Failed writes to the record log; each is retried and /readyz fails meanwhile",
             self.log_write_errors.clone(),
         );
+    }
+
+    /// Creates `listener`'s connection series (at 0).
+    pub fn listening(&self, listener: &ListenerLabels) {
+        let _ = self.connections.get_or_create(listener);
+        let _ = self.active_connections.get_or_create(listener);
+        let _ = self.connections_denied.get_or_create(listener);
     }
 
     /// Counts a session closed by `deadline`.

@@ -283,6 +283,7 @@ async fn accept_loop(
     let labels = ListenerLabels {
         listener: shared.ctx.config.listen.to_string(),
     };
+    shared.metrics.listening(&labels);
     loop {
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,

@@ -207,6 +207,7 @@ where
 {
     let metrics = metrics.clone();
     let kind = K::kind(&()).to_string();
+    metrics.watching(&kind);
     watcher(api, config)
         .default_backoff()
         .inspect(move |event| {

@@ -187,6 +187,13 @@ impl Metrics {
         });
     }
 
+    /// Creates the watch-error series of `kind` (at 0), so it exists before any error.
+    pub fn watching(&self, kind: &str) {
+        let _ = self
+            .watch_errors
+            .get_or_create(&KindLabel { kind: kind.into() });
+    }
+
     /// Counts one failed list or watch of `kind`.
     pub fn watch_error(&self, kind: &str) {
         self.watch_errors
