@@ -13,9 +13,15 @@
 #      wildcards and Secrets read-only, Role instead of ClusterRole with
 #      watchNamespace, leader election flags, the CRD's keep policy
 #   6. bad values are refused by values.schema.json with a message naming the key
+#   7. the observability pack: the Grafana dashboard against a JSON schema
+#      (charts/tools/grafana-dashboard.schema.json, checked with PyPI jsonschema; the
+#      checks must reject broken dashboards), its ConfigMap labelled for the Grafana
+#      sidecar; the PrometheusRule's rules through `promtool check rules` and
+#      `promtool test rules charts/tests/alerts.test.yaml`, every alert with a severity
+#      and a runbook_url whose section exists in docs/runbooks.md
 #
-# Tools: helm and kubeconform from the e2e build cache (`e2e/cluster build helm
-# kubeconform` builds them if missing), python3 with PyYAML.
+# Tools: helm, kubeconform and promtool from the e2e build cache (`e2e/cluster build
+# helm kubeconform promtool` builds them if missing), python3 with PyYAML and jsonschema.
 # Environment: POSTERN_E2E_CACHE, POSTERN_E2E_K8S_VERSION as for e2e/cluster.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,12 +41,14 @@ fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$*"; }
 die() { printf 'charts/test.sh: %s\n' "$*" >&2; exit 1; }
 
 # --- tools --------------------------------------------------------------------
-if [[ ! -x $BIN/helm || ! -x $BIN/kubeconform ]]; then
-  e2e/cluster build helm kubeconform >&2
+if [[ ! -x $BIN/helm || ! -x $BIN/kubeconform || ! -x $BIN/promtool ]]; then
+  e2e/cluster build helm kubeconform promtool >&2
 fi
 HELM="$BIN/helm"
 KUBECONFORM="$BIN/kubeconform"
+PROMTOOL="$BIN/promtool"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -333,6 +341,109 @@ refused "leaderElection.enabled=false needs replicas: 1" --set replicas=2 --set 
 refused "serviceAccount.name is required" --set serviceAccount.create=false
 refused "at '/listener/fsGroup'" --set-string listener.fsGroup=0
 refused "at '/extraArgs/0'" --set 'extraArgs[0]=concurrency' 
+
+refused "at '/prometheusRule/deliveryFailureRatio'" --set prometheusRule.deliveryFailureRatio=2
+refused "at '/prometheusRule/runbookUrl'" --set prometheusRule.runbookUrl=docs/runbooks.md
+refused "additional properties 'enable' not allowed" --set grafanaDashboard.enable=true
+
+# --- 7. the observability pack -------------------------------------------------------------
+DASHBOARD=$CHART/files/dashboards/postern.json
+DASHBOARD_SCHEMA=charts/tools/grafana-dashboard.schema.json
+if out="$(python3 charts/tools/check_dashboard.py "$DASHBOARD_SCHEMA" "$DASHBOARD" 2>&1)"; then
+  ok "$DASHBOARD: valid against $DASHBOARD_SCHEMA, panels on the grid, variables defined"
+else
+  fail "$DASHBOARD:"
+  printf '  %s\n' "$out"
+fi
+# The schema and the checks must bite: each broken copy is refused, for the reason given.
+broken_dashboard() { # name want python-mutation-of-panel
+  python3 - "$DASHBOARD" "$WORK/$1.json" "$3" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+panel = next(p for p in d["panels"] if p["type"] == "timeseries")
+exec(sys.argv[3])
+json.dump(d, open(sys.argv[2], "w"))
+EOF
+  local out
+  if out="$(python3 charts/tools/check_dashboard.py "$DASHBOARD_SCHEMA" "$WORK/$1.json" 2>&1)"; then
+    fail "check_dashboard.py accepted $1"
+  elif grep -qF -- "$2" <<<"$out"; then
+    ok "check_dashboard.py rejects $1: $(grep -F -- "$2" <<<"$out" | head -1)"
+  else
+    fail "check_dashboard.py rejects $1 without '$2':"
+    printf '  %s\n' "$out"
+  fi
+}
+broken_dashboard misspelt-field "'titel' was unexpected" 'panel["titel"] = panel.pop("title")'
+broken_dashboard unknown-unit-key "'unt' was unexpected" 'panel["fieldConfig"]["defaults"]["unt"] = "s"'
+broken_dashboard fixed-datasource "'\${datasource}' was expected" 'panel["targets"][0]["datasource"]["uid"] = "prometheus"'
+broken_dashboard undefined-variable 'query uses $cluster' 'panel["targets"][0]["expr"] = "up{cluster=\"$cluster\"}"'
+broken_dashboard overlapping-panels 'overlaps panel' 'panel["gridPos"]["y"] = 0'
+
+if out="$(python3 - "$WORK" "$DASHBOARD" <<'EOF'
+import re, sys, yaml
+work, dashboard = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(f"{work}/monitoring-values.yaml")) if d]
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+default = [d for d in yaml.safe_load_all(open(f"{work}/default.yaml")) if d]
+check(not [d for d in default if d["kind"] == "PrometheusRule" or
+           (d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {}))],
+      "neither the dashboard nor the rules are rendered by default")
+cms = [d for d in docs if d["kind"] == "ConfigMap"]
+check(len(cms) == 1, f"one dashboard ConfigMap: {len(cms)}")
+if cms:
+    cm = cms[0]
+    check(cm["metadata"]["labels"].get("grafana_dashboard") == "1", f"sidecar label: {cm['metadata']['labels']}")
+    check(cm["metadata"]["namespace"] == "monitoring", "grafanaDashboard.namespace")
+    check(cm["metadata"].get("annotations", {}).get("grafana_folder") == "Mail", "folder annotation")
+    check(cm["data"].get("postern.json") == open(dashboard).read().rstrip("\n"),
+          "the ConfigMap holds files/dashboards/postern.json unchanged")
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+check(len(rules) == 1, f"one PrometheusRule: {len(rules)}")
+if rules:
+    check(rules[0]["metadata"]["labels"].get("release") == "prometheus", "prometheusRule.labels")
+    yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, open(f"{work}/rules.yaml", "w"), sort_keys=False)
+    runbooks = open("docs/runbooks.md").read()
+    sections = {h.lower() for h in re.findall(r"^## (\S+)$", runbooks, re.M)}
+    alerts = [r for g in rules[0]["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    check(len(alerts) >= 10, f"{len(alerts)} alerts")
+    for r in alerts:
+        a = r["alert"]
+        check(r.get("labels", {}).get("severity") in ("warning", "critical"), f"{a}: severity")
+        check(r.get("annotations", {}).get("summary"), f"{a}: summary")
+        url = r.get("annotations", {}).get("runbook_url", "")
+        check(url == "https://github.com/postern/postern/blob/main/docs/runbooks.md#" + a.lower(),
+              f"{a}: runbook_url {url}")
+        check(a.lower() in sections, f"{a}: no '## {a}' section in docs/runbooks.md")
+    names = {r["alert"].lower() for r in alerts}
+    for s in sorted(sections - names):
+        errors.append(f"docs/runbooks.md has a section for no alert: {s}")
+for e in errors:
+    print(e)
+sys.exit(1 if errors else 0)
+EOF
+)"; then
+  ok "monitoring values: the dashboard ConfigMap (sidecar label, folder, the file unchanged), the PrometheusRule (labels; every alert has a severity, a summary and a runbook_url whose section is in docs/runbooks.md)"
+else
+  fail "monitoring values:"
+  printf '  %s\n' "$out"
+fi
+if [[ -f $WORK/rules.yaml ]] && out="$("$PROMTOOL" check rules --lint=all --lint-fatal "$WORK/rules.yaml" 2>&1)"; then
+  ok "promtool check rules --lint=all: $(grep -o 'SUCCESS.*' <<<"$out")"
+else
+  fail "promtool check rules"
+  printf '%s\n' "${out:-no rules rendered}"
+fi
+cp charts/tests/alerts.test.yaml "$WORK/"
+if [[ -f $WORK/rules.yaml ]] && out="$(cd "$WORK" && "$PROMTOOL" test rules alerts.test.yaml 2>&1)"; then
+  ok "promtool test rules charts/tests/alerts.test.yaml: $(grep -c 'alertname:' charts/tests/alerts.test.yaml) alert checks pass"
+else
+  fail "promtool test rules charts/tests/alerts.test.yaml"
+  printf '%s\n' "${out:-no rules rendered}"
+fi
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))

@@ -14,7 +14,8 @@ kubeconform looks a manifest up as `<dir>/<kind><suffix>.json` (with
     openapi2jsonschema.py crd OUTDIR CRD.yaml...
         one file per served version of each CustomResourceDefinition
     openapi2jsonschema.py servicemonitor OUTDIR
-        a hand-written subset of monitoring.coreos.com/v1 ServiceMonitor and PodMonitor (the
+        a hand-written subset of monitoring.coreos.com/v1 ServiceMonitor, PodMonitor and
+        PrometheusRule (the
         Prometheus Operator's CRD is not available offline): the fields the
         chart renders, strict
 
@@ -240,6 +241,53 @@ def servicemonitor(outdir):
     spec["required"] = ["selector", "podMetricsEndpoints"]
     spec["properties"]["podMetricsEndpoints"] = spec["properties"].pop("endpoints")
     write(outdir, "PodMonitor", "monitoring.coreos.com", "v1", strict(pod_schema))
+
+    # The PrometheusRule with the chart's alerts: groups of alerting or recording rules.
+    duration = {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+    rule = {
+        "type": "object",
+        "required": ["expr"],
+        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+        "properties": {
+            "alert": {"type": "string", "minLength": 1},
+            "record": {"type": "string", "minLength": 1},
+            "expr": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+            "for": duration,
+            "keep_firing_for": duration,
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    rule_schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "description": "Hand-written subset of monitoring.coreos.com/v1 PrometheusRule.",
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "enum": ["monitoring.coreos.com/v1"]},
+            "kind": {"type": "string", "enum": ["PrometheusRule"]},
+            "metadata": OBJECT_META,
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": duration,
+                                "limit": {"type": "integer"},
+                                "rules": {"type": "array", "items": rule},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
+    write(outdir, "PrometheusRule", "monitoring.coreos.com", "v1", strict(rule_schema))
 
 
 def main(argv):

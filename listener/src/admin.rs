@@ -25,7 +25,7 @@ use axum::{
     routing::{get, post},
 };
 use postern_delivery::QueueSnapshot;
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use serde::Serialize;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -62,6 +62,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// The record log can be written (false while writes fail and are retried).
     pub log_healthy: Arc<AtomicBool>,
+    /// `postern_ready`, set from the same reasons as `/readyz` at every scrape.
+    pub ready_gauge: Gauge,
     /// The metrics registry (the spool's metrics join it once the spool is open).
     pub registry: Arc<RwLock<Registry>>,
     /// The process, once it has started (the endpoint comes up before the spool).
@@ -135,8 +137,9 @@ pub async fn serve(
         .await
 }
 
-/// `ready` when the process takes mail; otherwise 503 and one line per reason.
-async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+/// Why the process should get no new connections now: `None` when it is ready, else
+/// the reasons (empty while it is still starting).
+fn not_ready(state: &AdminState) -> Option<Vec<String>> {
     let mut reasons = state
         .control
         .get()
@@ -146,8 +149,17 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         reasons.push("the record log cannot be written".into());
     }
     if state.ready.load(Ordering::SeqCst) && reasons.is_empty() {
-        return (StatusCode::OK, "ready\n".to_owned());
+        None
+    } else {
+        Some(reasons)
     }
+}
+
+/// `ready` when the process takes mail; otherwise 503 and one line per reason.
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let Some(reasons) = not_ready(&state) else {
+        return (StatusCode::OK, "ready\n".to_owned());
+    };
     let mut body = String::from("not ready\n");
     for reason in reasons {
         body.push_str(&reason);
@@ -266,6 +278,9 @@ impl AsyncWrite for Deadlined {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    state
+        .ready_gauge
+        .set(i64::from(not_ready(&state).is_none()));
     let mut text = String::new();
     let registry = state
         .registry

@@ -10,6 +10,7 @@ use std::{
 };
 
 use postern_config::DeliveryConfig;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -86,11 +87,12 @@ pub fn disk_used_percent(dir: &Path) -> std::io::Result<f64> {
     })
 }
 
-/// Keeps `load` current until `stop`: the disk every [`DISK_CHECK_INTERVAL`], the
-/// queue depth as it changes.
+/// Keeps `load` and the `used_ratio` gauge current until `stop`: the disk every
+/// [`DISK_CHECK_INTERVAL`], the queue depth as it changes.
 pub async fn monitor(
     spool_dir: PathBuf,
     load: std::sync::Arc<Load>,
+    used_ratio: Gauge<f64, AtomicU64>,
     mut depth: watch::Receiver<u64>,
     stop: CancellationToken,
 ) {
@@ -99,6 +101,7 @@ pub async fn monitor(
         match disk_used_percent(&spool_dir) {
             Ok(percent) => {
                 load.set_disk_used(percent);
+                used_ratio.set(percent / 100.0);
                 warned = false;
             }
             Err(e) if !warned => {

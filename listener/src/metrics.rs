@@ -1,5 +1,7 @@
 //! The listener's Prometheus metrics.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
@@ -30,6 +32,9 @@ pub struct DeadlineLabels {
     /// `read` (clientTimeout), `command`, `data`, `write`, `tls` or `budget`.
     pub deadline: &'static str,
 }
+
+/// Every value of the `deadline` label: each series exists from the start (at 0).
+pub const DEADLINES: [&str; 6] = ["read", "command", "data", "write", "tls", "budget"];
 
 /// Counters and gauges of the SMTP side.
 #[derive(Clone, Debug, Default)]
@@ -64,11 +69,21 @@ pub struct Metrics {
     pub log_records_dropped: Counter,
     /// Failed writes to the record log (each is retried).
     pub log_write_errors: Counter,
+    /// 1 when `/readyz` would answer ready, else 0 (set at every scrape).
+    pub ready: Gauge,
+    /// Use of the spool's file system, 0 to 1 (as `df` counts it).
+    pub spool_filesystem_used_ratio: Gauge<f64, AtomicU64>,
+    /// Each listener's `spoolHighWaterPercent`, 0 to 1: past it MAIL gets 452.
+    pub spool_high_water_ratio: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
-    /// Registers every metric in `registry`.
+    /// Registers every metric in `registry`. Series whose labels are known now exist from
+    /// the start, at 0, so `rate()` and alerts see them before anything happened.
     pub fn register(&self, registry: &mut Registry) {
+        for deadline in DEADLINES {
+            let _ = self.deadlines.get_or_create(&DeadlineLabels { deadline });
+        }
         registry.register(
             "postern_connections",
             "SMTP connections accepted",
@@ -135,6 +150,26 @@ impl Metrics {
             self.rejection_records_suppressed.clone(),
         );
         self.register_log(registry);
+        self.register_health(registry);
+    }
+
+    /// Registers readiness and the spool's file-system use.
+    fn register_health(&self, registry: &mut Registry) {
+        registry.register(
+            "postern_ready",
+            "1 when the listener takes mail (what /readyz answers), else 0",
+            self.ready.clone(),
+        );
+        registry.register(
+            "postern_spool_filesystem_used_ratio",
+            "Use of the spool's file system, 0 to 1, measured every second",
+            self.spool_filesystem_used_ratio.clone(),
+        );
+        registry.register(
+            "postern_spool_high_water_ratio",
+            "Each listener's spoolHighWaterPercent as 0 to 1: past it MAIL is refused with 452 4.3.1",
+            self.spool_high_water_ratio.clone(),
+        );
     }
 
     /// Registers the record log's metrics.
@@ -149,6 +184,13 @@ impl Metrics {
             "Failed writes to the record log; each is retried and /readyz fails meanwhile",
             self.log_write_errors.clone(),
         );
+    }
+
+    /// Creates `listener`'s connection series (at 0).
+    pub fn listening(&self, listener: &ListenerLabels) {
+        let _ = self.connections.get_or_create(listener);
+        let _ = self.active_connections.get_or_create(listener);
+        let _ = self.connections_denied.get_or_create(listener);
     }
 
     /// Counts a session closed by `deadline`.

@@ -100,6 +100,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_control = Arc::new(OnceLock::new());
     let state = AdminState {
         ready: ready.clone(),
+        ready_gauge: metrics.ready.clone(),
         log_healthy: log_healthy.clone(),
         registry: registry.clone(),
         control: admin_control.clone(),
@@ -183,9 +184,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
 
     let stop_monitor = CancellationToken::new();
+    for l in &config.listeners {
+        metrics
+            .spool_high_water_ratio
+            .get_or_create(&ListenerLabels {
+                listener: l.listen.to_string(),
+            })
+            .set(f64::from(l.delivery_or_default().spool_high_water_percent) / 100.0);
+    }
     tokio::spawn(backpressure::monitor(
         config.spool.path.clone(),
         load.clone(),
+        metrics.spool_filesystem_used_ratio.clone(),
         queue.watch_depth(),
         stop_monitor.clone(),
     ));
@@ -274,6 +284,7 @@ async fn accept_loop(
     let labels = ListenerLabels {
         listener: shared.ctx.config.listen.to_string(),
     };
+    shared.metrics.listening(&labels);
     loop {
         let accepted = tokio::select! {
             accepted = socket.accept() => accepted,

@@ -207,6 +207,7 @@ where
 {
     let metrics = metrics.clone();
     let kind = K::kind(&()).to_string();
+    metrics.watching(&kind);
     watcher(api, config)
         .default_backoff()
         .inspect(move |event| {
@@ -416,6 +417,17 @@ pub async fn reconcile(object: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action
     };
     ctx.metrics
         .reconciled(outcome, started.elapsed().as_secs_f64());
+    ctx.metrics.listener_outcome(
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default(),
+        outcome,
+    );
+    ctx.metrics.forget_listeners(|ns, name| {
+        ctx.stores
+            .listeners
+            .get(&ObjectRef::new(name).within(ns))
+            .is_some()
+    });
     if outcome == "error" {
         ctx.metrics.errors.inc();
     }

@@ -1,9 +1,12 @@
 //! Prometheus metrics of the operator: reconciles by outcome, errors, reconcile duration,
 //! and every request it sends to the API server, by verb.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use prometheus_client::{
@@ -38,6 +41,15 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// One `EsmtpListener`, named apart from the scrape target's own `namespace` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// The listener's namespace.
+    pub listener_namespace: String,
+    /// The listener's name.
+    pub listener_name: String,
+}
+
 /// The operator's metrics, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -54,6 +66,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Failed list or watch calls, by watched kind (each is retried with a backoff).
     pub watch_errors: Family<KindLabel, Counter>,
+    /// Per `EsmtpListener`: 1 when its last reconcile found it ready, else 0.
+    pub listener_ready: Family<ListenerLabel, Gauge>,
+    /// The listeners that have a `listener_ready` series, so deleted ones can be dropped.
+    listeners_seen: Arc<Mutex<HashSet<ListenerLabel>>>,
     total_requests: Arc<AtomicU64>,
 }
 
@@ -73,6 +89,12 @@ impl Metrics {
         let requests = Family::<VerbLabel, Counter>::default();
         let leader = Gauge::default();
         let watch_errors = Family::<KindLabel, Counter>::default();
+        let listener_ready = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "listener_ready",
+            "1 when the EsmtpListener's last reconcile found every replica ready and current, else 0",
+            listener_ready.clone(),
+        );
         registry.register(
             "watch_errors",
             "Failed list or watch calls by kind, retried with a backoff",
@@ -111,6 +133,8 @@ impl Metrics {
             requests,
             leader,
             watch_errors,
+            listener_ready,
+            listeners_seen: Arc::default(),
             total_requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -123,6 +147,51 @@ impl Metrics {
             })
             .inc();
         self.duration.observe(seconds);
+    }
+
+    /// Records what the last reconcile of `namespace`/`name` found: `ready` sets its gauge
+    /// to 1, `deleting` removes it, any other outcome sets 0.
+    pub fn listener_outcome(&self, namespace: &str, name: &str, outcome: &str) {
+        let labels = ListenerLabel {
+            listener_namespace: namespace.into(),
+            listener_name: name.into(),
+        };
+        let mut seen = self
+            .listeners_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if outcome == "deleting" {
+            self.listener_ready.remove(&labels);
+            seen.remove(&labels);
+            return;
+        }
+        self.listener_ready
+            .get_or_create(&labels)
+            .set(i64::from(outcome == "ready"));
+        seen.insert(labels);
+    }
+
+    /// Drops the `listener_ready` series of every listener for which `exists(namespace,
+    /// name)` is false (deleted without a reconcile seeing it go).
+    pub fn forget_listeners(&self, exists: impl Fn(&str, &str) -> bool) {
+        let mut seen = self
+            .listeners_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|l| {
+            let keep = exists(&l.listener_namespace, &l.listener_name);
+            if !keep {
+                self.listener_ready.remove(l);
+            }
+            keep
+        });
+    }
+
+    /// Creates the watch-error series of `kind` (at 0), so it exists before any error.
+    pub fn watching(&self, kind: &str) {
+        let _ = self
+            .watch_errors
+            .get_or_create(&KindLabel { kind: kind.into() });
     }
 
     /// Counts one failed list or watch of `kind`.
@@ -228,7 +297,26 @@ mod tests {
         m.request(verb_of(&http::Method::PATCH, None));
         m.reconciled("ready", 0.01);
         m.watch_error("Secret");
+        m.listener_outcome("mail", "mx", "ready");
+        m.listener_outcome("mail", "submission", "stalled");
+        m.listener_outcome("mail", "gone", "ready");
+        m.listener_outcome("mail", "gone", "deleting");
         let text = m.encode();
+        assert!(
+            text.contains(
+                r#"postern_operator_listener_ready{listener_namespace="mail",listener_name="mx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"postern_operator_listener_ready{listener_namespace="mail",listener_name="submission"} 0"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"listener_name="gone""#), "{text}");
+        m.forget_listeners(|_, name| name == "mx");
+        let text = m.encode();
+        assert!(text.contains(r#"listener_name="mx""#), "{text}");
+        assert!(!text.contains(r#"listener_name="submission""#), "{text}");
         assert!(
             text.contains(r#"postern_operator_watch_errors_total{kind="Secret"} 1"#),
             "{text}"

@@ -9,7 +9,6 @@ mod support;
 use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,32 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use postern_e2e::require_cluster;
 use postern_operator::{build::configmap::CONFIG_KEY, crd::EsmtpListener};
 use serde_yaml::Value;
-use support::{apply_listener, setup, wait_ready};
-
-/// The listener binary: `$POSTERN_LISTENER_BIN`, else built with cargo into the workspace target.
-fn listener_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("POSTERN_LISTENER_BIN") {
-        return Ok(bin.into());
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "postern-listener",
-            "--bin",
-            "postern-listener",
-        ])
-        .current_dir(&workspace)
-        .status()
-        .context("running cargo build -p postern-listener")?;
-    ensure!(status.success(), "cargo build -p postern-listener failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target.join("debug").join("postern-listener"))
-}
+use support::{apply_listener, listener_binary, setup, wait_ready};
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -58,11 +58,21 @@ pub struct DeliveryMetrics {
 
 impl Default for DeliveryMetrics {
     fn default() -> Self {
+        // Every outcome's series exists from the start, so `rate()` and alerts see zeros.
+        let attempts = Family::<OutcomeLabels, Counter>::default();
+        for outcome in [
+            AttemptOutcome::delivered,
+            AttemptOutcome::transient,
+            AttemptOutcome::bounced,
+            AttemptOutcome::expired,
+        ] {
+            let _ = attempts.get_or_create(&OutcomeLabels { outcome });
+        }
         Self {
             queue_depth: Family::default(),
             oldest_age: Family::default(),
             queued_messages: Gauge::default(),
-            attempts: Family::default(),
+            attempts,
             connections_open: Family::default(),
             // 1 ms to about 6 days in 30 steps of ×2.
             latency: Histogram::new(exponential_buckets(0.001, 2.0, 30)),

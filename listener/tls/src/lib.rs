@@ -12,6 +12,7 @@
 //! See `docs/tls.md` for configuration examples, rotation semantics and metrics.
 
 mod error;
+mod expiry;
 mod facts;
 mod metrics;
 mod options;
@@ -29,6 +30,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::crypto::CryptoProvider;
 
 pub use error::{Field, TlsError};
+pub use expiry::not_after_unix;
 pub use facts::TlsFacts;
 pub use metrics::{ReloadResult, SourceKind, TlsMetrics};
 pub use options::{DEFAULT_FILE_POLL_INTERVAL, DEFAULT_SA_TOKEN_FILE, TlsOptions};

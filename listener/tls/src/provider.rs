@@ -49,11 +49,13 @@ impl TlsProvider {
         options: TlsOptions,
     ) -> Result<Arc<Self>, TlsError> {
         let provider = crypto_provider();
+        let listen = listener.listen.to_string();
         let (cert_config, key_config) = match (&listener.tls_certificate, &listener.tls_private_key)
         {
             (None, None) => {
                 let hostname = listener.effective_hostname();
                 let key = self_signed::certified_key(&hostname, &provider)?;
+                metrics.served(&listen, &key.cert);
                 return Ok(Arc::new(Self::serving(
                     key,
                     format!("self-signed for {hostname}"),
@@ -90,8 +92,10 @@ impl TlsProvider {
         } else {
             format!("certificate {cert_origin}, key {key_origin}")
         };
+        metrics.served(&listen, &key.cert);
         let resolver = Arc::new(Resolver::new(key));
         let reloader = Reloader {
+            listener: listen,
             cert: Slot::new(Field::Certificate, cert_source, cert_pem),
             key: Slot::new(Field::PrivateKey, key_source, key_pem),
             resolver: Arc::clone(&resolver),

@@ -43,6 +43,8 @@ impl Slot {
 
 /// Owns the sources after start; runs until the provider is dropped.
 pub(crate) struct Reloader {
+    /// The listen address, naming the listener in the expiry gauge.
+    pub listener: String,
     pub cert: Slot,
     pub key: Slot,
     pub resolver: Arc<Resolver>,
@@ -213,6 +215,7 @@ impl Reloader {
                 tried.cert.clone_from(&self.cert.latest);
                 tried.key.clone_from(&self.key.latest);
                 tried.ok = true;
+                self.metrics.served(&self.listener, &certified.cert);
                 self.resolver.swap(certified);
                 self.metrics.record(kind, ReloadResult::Success);
                 tracing::info!(

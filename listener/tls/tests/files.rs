@@ -320,3 +320,69 @@ async fn tls12_and_the_facts() {
         "TLSv1_2 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 hi"
     );
 }
+
+/// A certificate for mx.test.example valid until `year`-`month`-`day` (00:00 UTC).
+fn expiring(year: i32, month: u8, day: u8) -> common::Pem {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["mx.test.example".into()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, month, day);
+    let cert = params.self_signed(&key).unwrap();
+    common::Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        leaf: cert.der().clone(),
+    }
+}
+
+/// The expiry gauge holds the served leaf's notAfter from the start, follows a rotation,
+/// and keeps the served certificate's date when a bad update is refused.
+#[tokio::test]
+async fn expiry_gauge_follows_the_served_certificate() {
+    // `date -u -d 2030-01-01 +%s` and `date -u -d 2031-05-17 +%s`.
+    const JAN_2030: i64 = 1_893_456_000;
+    const MAY_2031: i64 = 1_936_742_400;
+    let first = expiring(2030, 1, 1);
+    let mut secret = SecretDir::new(&first);
+    let config = listener(
+        Some(file(secret.cert_path())),
+        Some(file(secret.key_path())),
+    );
+    let listen = config.listen.to_string();
+    let (provider, metrics) = start(&config).await.unwrap();
+    assert_eq!(metrics.not_after(&listen), Some(JAN_2030));
+    let addr = serve(provider).await;
+
+    let second = expiring(2031, 5, 17);
+    secret.swap(&second.cert, &second.key);
+    wait_for_leaf(addr, &second.leaf, Duration::from_secs(10)).await;
+    assert_eq!(metrics.not_after(&listen), Some(MAY_2031));
+
+    secret.swap("garbage\n", "more garbage\n");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while metrics.reloads(SourceKind::File, ReloadResult::Failure) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no failure counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metrics.not_after(&listen), Some(MAY_2031));
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let line = format!(
+        "postern_tls_certificate_not_after_timestamp_seconds{{listener=\"{listen}\"}} {MAY_2031}"
+    );
+    assert!(text.contains(&line), "{line} not in {text}");
+}
+
+/// The self-signed default reports its expiry too.
+#[tokio::test]
+async fn expiry_gauge_for_the_self_signed_default() {
+    let config = listener(None, None);
+    let (provider, metrics) = start(&config).await.unwrap();
+    let at = metrics.not_after(&config.listen.to_string()).unwrap();
+    assert_eq!(
+        Some(at),
+        postern_tls::not_after_unix(&provider.certificate_chain()).ok()
+    );
+}

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client,
@@ -203,4 +205,39 @@ pub async fn current_config(
         .get(&cm_name)
         .await
         .with_context(|| format!("getting ConfigMap {cm_name}"))
+}
+
+/// The listener binary: `$POSTERN_LISTENER_BIN`, else built with cargo into the workspace target.
+pub fn listener_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("POSTERN_LISTENER_BIN") {
+        return Ok(bin.into());
+    }
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "postern-listener",
+            "--bin",
+            "postern-listener",
+        ])
+        .current_dir(&workspace)
+        .status()
+        .context("running cargo build -p postern-listener")?;
+    ensure!(status.success(), "cargo build -p postern-listener failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join("debug").join("postern-listener"))
+}
+
+/// The tool at `path`, or `None` after recording a loud skip (a failure under `CI`).
+pub fn require_tool(path: &str) -> Option<PathBuf> {
+    let found = PathBuf::from(path);
+    if found.is_file() {
+        return Some(found);
+    }
+    postern_skip::skip(&format!("{path} is not installed (scripts/install-deps)"));
+    None
 }
