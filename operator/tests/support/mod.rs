@@ -3,6 +3,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod listener;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -16,6 +18,7 @@ use postern_e2e::{Cluster, TestNamespace, wait_for};
 use postern_operator::{
     controller::{self, Options},
     crd::{self, EsmtpListener},
+    drain::AdminReach,
     metrics::{Metrics, counting_client},
     status,
 };
@@ -80,6 +83,27 @@ impl Operator {
         ns: &str,
         defaults: postern_operator::build::Defaults,
     ) -> Result<Self> {
+        Self::start_with_options(config, ns, defaults, AdminReach::default()).await
+    }
+
+    /// Starts the controller watching `ns` only, reaching the listener pods' admin
+    /// endpoints through `reach`.
+    pub async fn start_reaching(cluster: &Cluster, ns: &str, reach: AdminReach) -> Result<Self> {
+        Self::start_with_options(
+            cluster.config().clone(),
+            ns,
+            postern_operator::build::Defaults::default(),
+            reach,
+        )
+        .await
+    }
+
+    async fn start_with_options(
+        config: kube::Config,
+        ns: &str,
+        defaults: postern_operator::build::Defaults,
+        reach: AdminReach,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let client = counting_client(config, &metrics)?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -88,6 +112,7 @@ impl Operator {
             concurrency: 8,
             instance: Some(format!("e2e-{ns}")),
             defaults,
+            reach,
             ..Options::default()
         };
         let task = tokio::spawn(controller::run(
@@ -203,4 +228,16 @@ pub async fn current_config(
         .get(&cm_name)
         .await
         .with_context(|| format!("getting ConfigMap {cm_name}"))
+}
+
+/// Sets `postern.io/force-scale-down: "true"` on `name`: its surplus replicas are
+/// removed without draining (kwok's pods run no listener that could be asked).
+pub async fn force_scale_down(api: &Api<EsmtpListener>, name: &str) -> Result<()> {
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        postern_operator::scale_down::FORCE_ANNOTATION: "true"
+    }}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("annotating {name} to force scale-down"))?;
+    Ok(())
 }
