@@ -241,3 +241,11 @@ pub async fn force_scale_down(api: &Api<EsmtpListener>, name: &str) -> Result<()
         .with_context(|| format!("annotating {name} to force scale-down"))?;
     Ok(())
 }
+
+/// Waits until the listener with admin endpoint `admin` has nothing queued.
+pub async fn poll_queue_empty(admin: std::net::SocketAddr) -> Result<()> {
+    postern_e2e::poll("the queue to empty", TIMEOUT, || async {
+        Ok((listener::queue(admin)?.1 == 0).then_some(()))
+    })
+    .await
+}
