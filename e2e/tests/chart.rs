@@ -571,7 +571,9 @@ async fn chart_install_reconcile_upgrade_uninstall() -> Result<()> {
             ("patch", "", "secrets", m, false),
             ("list", "", "pods", None, true),
             ("watch", "", "pods", None, true),
-            ("delete", "", "pods", m, false),
+            ("patch", "", "pods", m, true),
+            ("delete", "", "pods", m, true),
+            ("get", "", "pods", m, false),
             ("create", "", "configmaps", m, true),
             ("patch", "", "configmaps", m, true),
             // ConfigMaps of finished rollouts are collected.

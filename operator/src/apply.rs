@@ -1,7 +1,7 @@
 //! Apply: server-side apply of the built objects with one field manager, never onto an
-//! object this listener does not own; the replica Deployments in rollout order; pruning
-//! of replicas past `spec.replicas` and of ConfigMaps no Deployment mounts any more;
-//! and an Event for each object created, updated or deleted. Each child is applied on
+//! object this listener does not own; the replica Deployments in rollout order; removal
+//! of ConfigMaps no Deployment mounts any more (replicas past `spec.replicas` are left to
+//! [`crate::drain`]); and an Event for each object created, updated or deleted. Each child is applied on
 //! its own, so one that fails is reported without holding up the others.
 
 use std::fmt::Debug;
@@ -11,7 +11,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         apps::v1::Deployment,
-        core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim},
+        core::v1::{ConfigMap, ObjectReference},
         policy::v1::PodDisruptionBudget,
     },
 };
@@ -28,7 +28,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     build::{Desired, LISTENER_LABEL, MANAGED_BY_LABEL, MANAGER, ordinal_of},
     controller::Stores,
-    crd::{ClaimPolicy, EsmtpListener},
+    crd::EsmtpListener,
     rollout,
 };
 
@@ -187,7 +187,8 @@ pub enum Problem {
 }
 
 impl Problem {
-    fn from_error(kind: &str, name: &str, error: kube::Error) -> Self {
+    /// The problem `error` is for the `kind` called `name`.
+    pub fn from_error(kind: &str, name: &str, error: kube::Error) -> Self {
         match error {
             kube::Error::Api(s)
                 if (400..500).contains(&s.code) && ![409, 429].contains(&s.code) =>
@@ -403,9 +404,6 @@ pub async fn apply_all(
             }
         }
     }
-    if let Err(e) = prune(client, stores, recorder, listener).await {
-        problems.push(Problem::from_error("Deployment", &name, e));
-    }
     if config_ok
         && let Err(e) =
             collect_config_maps(client, stores, recorder, listener, desired, &current).await
@@ -440,47 +438,27 @@ fn surplus<K: Resource>(obj: &K, listener: &EsmtpListener) -> bool {
         && meta.deletion_timestamp.is_none()
 }
 
-/// Spool claims of ordinals past `spec.replicas` that are kept, by name.
+/// Spool claims of ordinals past `spec.replicas` whose Deployment is gone (kept by
+/// `whenScaled: Retain`, or not deleted yet), by name; an ordinal still draining is not
+/// listed.
 pub fn retained_claims(stores: &Stores, listener: &EsmtpListener) -> Vec<String> {
+    let live: Vec<u32> = stores
+        .deployments
+        .state()
+        .iter()
+        .filter(|d| surplus(&***d, listener))
+        .filter_map(|d| ordinal_of(&**d))
+        .collect();
     let mut names: Vec<String> = stores
         .claims
         .state()
         .iter()
         .filter(|c| surplus(&***c, listener))
+        .filter(|c| ordinal_of(&***c).is_some_and(|o| !live.contains(&o)))
         .map(|c| c.name_any())
         .collect();
     names.sort();
     names
-}
-
-/// Scale-down: deletes the Deployments of replicas past `spec.replicas`, and their spool
-/// claims when `storage.whenScaled` is `Delete`.
-async fn prune(
-    client: &Client,
-    stores: &Stores,
-    recorder: &Recorder,
-    listener: &EsmtpListener,
-) -> Result<(), kube::Error> {
-    let ns = listener.namespace().unwrap_or_default();
-    for d in stores
-        .deployments
-        .state_filter(|d| surplus(d, listener) && belongs(d, listener, false))
-    {
-        if delete::<Deployment>(client, &ns, &d.name_any()).await? {
-            deleted(recorder, listener, "Deployment", &d.name_any()).await;
-        }
-    }
-    if listener.spec.storage.when_scaled == ClaimPolicy::Delete {
-        for c in stores
-            .claims
-            .state_filter(|c| surplus(c, listener) && belongs(c, listener, true))
-        {
-            if delete::<PersistentVolumeClaim>(client, &ns, &c.name_any()).await? {
-                deleted(recorder, listener, "PersistentVolumeClaim", &c.name_any()).await;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The ConfigMap a Deployment's pods mount.
@@ -544,7 +522,7 @@ async fn collect_config_maps(
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 
     use super::*;
     use crate::build::{labels, owner_ref, tests::listener};

@@ -38,8 +38,10 @@ use crate::{
     build::{self, Defaults, LISTENER_LABEL, MANAGED_BY_LABEL, MANAGER},
     crd::{EsmtpListener, EsmtpListenerStatus},
     dereference,
+    drain::{self, AdminReach},
     metrics::Metrics,
     rollout,
+    scale_down::{DRAIN_TIMEOUT, FORCE_ANNOTATION},
     server::Readiness,
     status::{self, STALLED},
     tolerant::Guarded,
@@ -53,6 +55,9 @@ pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(60);
 /// How often a listener stalled by its pods (a crash loop, a progress deadline) is
 /// looked at again besides the watch events of its Deployments and pods.
 pub const STALLED_RECHECK: Duration = Duration::from_secs(120);
+/// How often a listener whose surplus replicas drain is looked at (their queues are
+/// read from their admin endpoints; nothing else would trigger a reconcile).
+pub const DRAIN_RECHECK: Duration = Duration::from_secs(5);
 /// How long a trigger waits for more triggers of the same listener, so the burst of
 /// watch events a rollout causes becomes one reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -168,6 +173,8 @@ pub struct Context {
     pub stores: Stores,
     /// What fills the pod settings a spec leaves open.
     pub defaults: Defaults,
+    /// How listener pods' admin endpoints are reached (to drain them).
+    pub reach: AdminReach,
     failures: Mutex<HashMap<ObjectRef<Guarded>, u32>>,
 }
 
@@ -184,6 +191,9 @@ pub struct Options {
     pub defaults: Defaults,
     /// Set once every cache has its first full list (`/readyz`).
     pub readiness: Option<Readiness>,
+    /// How listener pods' admin endpoints are reached: by pod IP, unless a test points
+    /// the operator at listener processes of its own.
+    pub reach: AdminReach,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -239,12 +249,20 @@ where
     (reader, stream)
 }
 
-/// What makes a listener worth reconciling again: a new generation (a spec change) or the
-/// start of its deletion (so reconcile stops applying at once). Status writes are neither.
+/// What makes a listener worth reconciling again: a new generation (a spec change), the
+/// start of its deletion (so reconcile stops applying at once), or the scale-down force
+/// annotation. Status writes are none of these.
 fn generation_or_deletion(obj: &Guarded) -> Option<u64> {
     let meta = obj.meta();
     let generation = u64::try_from(meta.generation?).unwrap_or_default();
-    Some((generation << 1) | u64::from(meta.deletion_timestamp.is_some()))
+    let forced = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FORCE_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    Some(
+        (generation << 2) | (u64::from(meta.deletion_timestamp.is_some()) << 1) | u64::from(forced),
+    )
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -338,6 +356,7 @@ pub async fn run(
         metrics,
         stores,
         defaults: options.defaults.clone(),
+        reach: options.reach.clone(),
         failures: Mutex::new(HashMap::new()),
     });
 
@@ -467,8 +486,17 @@ async fn reconcile_inner(
         Err(stall) => return stalled(listener, old, ctx, &stall, None, None).await,
     };
     let desired = build::build(listener, &plan, &ctx.defaults);
-    let applied =
+    let mut applied =
         apply::apply_all(&ctx.client, &ctx.stores, &ctx.recorder, listener, &desired).await;
+    let drained = drain::scale_down(
+        &ctx.client,
+        &ctx.stores,
+        &ctx.recorder,
+        &ctx.reach,
+        listener,
+    )
+    .await;
+    applied.problems.extend(drained.problems);
     let observed = rollout::observe(&desired.deployments, &applied.deployments);
     let listen = plan
         .ports
@@ -538,6 +566,34 @@ async fn reconcile_inner(
             Some(observed),
         )
         .await;
+    }
+
+    // Surplus replicas still draining: past the deadline a stall that names them (the
+    // operator keeps asking), before it progress; looked at again soon either way.
+    if let Some(message) = drained.decision.overdue_message(&drained.policy) {
+        let stall = Stall {
+            reason: DRAIN_TIMEOUT,
+            message,
+        };
+        return stalled(
+            listener,
+            Some(&new),
+            ctx,
+            &stall,
+            Some(DRAIN_RECHECK),
+            Some(observed),
+        )
+        .await;
+    }
+    if drained.decision.draining() {
+        status::draining(
+            &mut new,
+            old,
+            drained.decision.progress_message(),
+            &status::now(),
+        );
+        write_status(ctx, listener, old, &new).await?;
+        return Ok((Action::requeue(DRAIN_RECHECK), "progressing"));
     }
 
     write_status(ctx, listener, old, &new).await?;

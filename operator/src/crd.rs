@@ -156,6 +156,35 @@ pub struct EsmtpListenerSpec {
     /// How a changed pod template is rolled out.
     #[serde(default)]
     pub rollout: RolloutSpec,
+    /// How replicas past `replicas` are drained before they are removed.
+    #[serde(default)]
+    pub scale_down: ScaleDownSpec,
+}
+
+/// Scale-down: a replica past `replicas` leaves the Service, then drains (delivers what
+/// it queued, accepting nothing new) before its Deployment, and per
+/// `storage.whenScaled` its claim, are removed. The annotation
+/// `postern.io/force-scale-down: "true"` removes without waiting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleDownSpec {
+    /// Seconds a surplus replica may take to drain before the listener turns `Stalled`
+    /// (reason `DrainTimeout`); the operator keeps waiting after that.
+    #[serde(default = "default_drain_timeout")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub drain_timeout_seconds: i64,
+}
+
+impl Default for ScaleDownSpec {
+    fn default() -> Self {
+        Self {
+            drain_timeout_seconds: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_drain_timeout() -> i64 {
+    3600
 }
 
 /// How a changed pod template reaches the replicas: one ordinal at a time, in order.

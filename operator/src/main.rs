@@ -178,6 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             fs_group: args.listener_fs_group.0,
         },
         readiness: Some(ready.clone()),
+        reach: postern_operator::drain::AdminReach::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {

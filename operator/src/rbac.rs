@@ -16,8 +16,8 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 }
 
 /// The rules for reconciling: watched kinds, the kinds it makes (`get` to check who
-/// owns an object of the same name before the first apply), Secrets and pods read-only
-/// (Secrets as metadata), Events.
+/// owns an object of the same name before the first apply), Secrets read-only (as
+/// metadata), pods labelled and restarted on scale-down, Events.
 pub fn controller_rules() -> Vec<PolicyRule> {
     let own = ["get", "list", "watch", "create", "patch"];
     let own_and_delete = ["get", "list", "watch", "create", "patch", "delete"];
@@ -30,7 +30,10 @@ pub fn controller_rules() -> Vec<PolicyRule> {
             &["configmaps", "persistentvolumeclaims"],
             &own_and_delete,
         ),
-        rule("", &["secrets", "pods"], &["list", "watch"]),
+        rule("", &["secrets"], &["list", "watch"]),
+        // Pods: watched for crash loops; on scale-down a surplus pod is labelled out of
+        // the Service (patch), and a drained pod whose ordinal is wanted again restarted.
+        rule("", &["pods"], &["list", "watch", "patch", "delete"]),
         rule("apps", &["deployments"], &own_and_delete),
         rule("policy", &["poddisruptionbudgets"], &own_and_delete),
         rule("events.k8s.io", &["events"], &["create", "patch"]),

@@ -165,6 +165,36 @@ pub fn progressing(
     }
 }
 
+/// `status` while replicas past `spec.replicas` drain before they go: `Reconciling=True`
+/// with reason `Draining` and `message` (which ordinals wait, and for what).
+pub fn draining(
+    status: &mut EsmtpListenerStatus,
+    old: Option<&EsmtpListenerStatus>,
+    message: String,
+    now: &Time,
+) {
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let generation = status.observed_generation.unwrap_or_default();
+    let updated = set_conditions(
+        old_conditions,
+        vec![Want {
+            type_: RECONCILING,
+            status: true,
+            reason: "Draining",
+            message,
+        }],
+        generation,
+        now,
+    );
+    status.conditions.retain(|c| c.type_ != RECONCILING);
+    status.conditions.extend(updated);
+    status.conditions.sort_by_key(|c| match c.type_.as_str() {
+        READY => 0,
+        RECONCILING => 1,
+        _ => 2,
+    });
+}
+
 /// Status when the spec cannot be realised; running pods (if any) keep their old config.
 pub fn stalled(
     old: Option<&EsmtpListenerStatus>,

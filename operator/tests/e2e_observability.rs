@@ -34,7 +34,11 @@ use promql_parser::{
     util::{ExprVisitor, walk_expr},
 };
 use serde_yaml::Value;
-use support::{apply_listener, listener_binary, require_tool, setup, wait_ready};
+use support::{
+    apply_listener,
+    listener::{listener_binary, require_tool},
+    setup, wait_ready,
+};
 
 /// Collects the metric names of every selector in an expression.
 struct Names<'a>(&'a mut BTreeSet<String>);

@@ -187,6 +187,9 @@ async fn e2e_scale_one_to_three_to_one() -> Result<()> {
             .is_some()
     );
 
+    // kwok's pods run no listener to drain: forced, scale-down removes at once (the
+    // drain itself is e2e_scale_down.rs's, with real listener processes).
+    support::force_scale_down(&api, "mx").await?;
     apply_listener(&api, "mx", &spec(1)).await?;
     let l = wait_condition(&api, "mx", READY, "True", 3).await?;
     ensure!(l.status.as_ref().unwrap().ready_replicas == 1);
@@ -204,6 +207,7 @@ async fn e2e_scale_one_to_three_to_one() -> Result<()> {
     // With whenScaled: Retain (the default) the scaled-down replica's spool stays.
     apply_listener(&api, "kept", &format!("{MX}replicas: 2\n")).await?;
     wait_ready(&api, "kept").await?;
+    support::force_scale_down(&api, "kept").await?;
     apply_listener(&api, "kept", &format!("{MX}replicas: 1\n")).await?;
     wait_condition(&api, "kept", READY, "True", 2).await?;
     poll("kept-1 to go", TIMEOUT, || async {

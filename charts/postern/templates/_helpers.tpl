@@ -108,10 +108,16 @@ a token of this ServiceAccount, so a missing verb fails a test.
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # TLS and Vault-token Secrets: read-only and watched as metadata only (whether they
-# exist; no value is ever read). Listener pods: read-only (crash loops, pull errors).
+# exist; no value is ever read).
 - apiGroups: [""]
-  resources: ["secrets", "pods"]
+  resources: ["secrets"]
   verbs: ["list", "watch"]
+# Listener pods: watched (crash loops, pull errors); on scale-down a surplus pod is
+# labelled out of the Service (patch) before it drains, and a drained pod whose
+# ordinal is wanted again is restarted (delete).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "patch", "delete"]
 # Events about EsmtpListeners (events.k8s.io/v1; patch updates a repeated event's series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

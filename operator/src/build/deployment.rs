@@ -29,6 +29,7 @@ use crate::{
         deployment_name, replica_labels, sha256_hex,
     },
     crd::{EsmtpListener, PullPolicy},
+    scale_down::SERVING_LABEL,
     validate::{ADMIN_PORT, Plan, secret_refs},
 };
 
@@ -86,6 +87,8 @@ pub fn build(
     let labels = replica_labels(name, ordinal);
     let mut pod_labels = spec.pod_labels.clone();
     pod_labels.extend(labels.clone());
+    // In the Service from the start; scale-down flips it on the pod, not the template.
+    pod_labels.insert(SERVING_LABEL.into(), "true".into());
     let selector = BTreeMap::from([
         (LISTENER_LABEL.to_string(), name.to_string()),
         (REPLICA_LABEL.to_string(), ordinal.to_string()),

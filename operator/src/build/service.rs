@@ -1,5 +1,6 @@
-//! The Service over every replica: one port per listener, mapping the declared port
-//! to the unprivileged port the pod binds.
+//! The Service over every replica that serves: one port per listener, mapping the
+//! declared port to the unprivileged port the pod binds; it selects pods labelled
+//! [`SERVING_LABEL`]`=true`, so a replica being scaled down leaves it by a label.
 
 use k8s_openapi::{
     api::core::v1::{Service, ServicePort, ServiceSpec},
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::{
     build::{LISTENER_LABEL, child_meta, labels},
     crd::{EsmtpListener, ServiceType, TrafficPolicy},
+    scale_down::SERVING_LABEL,
     validate::Plan,
 };
 
@@ -43,7 +45,11 @@ pub fn build(listener: &EsmtpListener, plan: &Plan) -> Service {
                 }
                 .into(),
             ),
-            selector: Some(BTreeMap::from([(LISTENER_LABEL.into(), name.into())])),
+            // Pods of a replica being scaled down are labelled out before they drain.
+            selector: Some(BTreeMap::from([
+                (LISTENER_LABEL.into(), name.into()),
+                (SERVING_LABEL.into(), "true".into()),
+            ])),
             ports: Some(ports),
             external_traffic_policy: svc.external_traffic_policy.map(|p| {
                 match p {
@@ -82,7 +88,9 @@ mod tests {
                 ("smtp-2026".to_string(), 2026, IntOrString::Int(2026)),
             ]
         );
-        assert_eq!(spec.selector.unwrap()[LISTENER_LABEL], "mx");
+        let selector = spec.selector.unwrap();
+        assert_eq!(selector[LISTENER_LABEL], "mx");
+        assert_eq!(selector[SERVING_LABEL], "true");
         assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(spec.external_traffic_policy, None);
     }

@@ -3,11 +3,11 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod listener;
+
 use std::time::Duration;
 
-use std::{path::PathBuf, process::Command};
-
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client,
@@ -18,6 +18,7 @@ use postern_e2e::{Cluster, TestNamespace, wait_for};
 use postern_operator::{
     controller::{self, Options},
     crd::{self, EsmtpListener},
+    drain::AdminReach,
     metrics::{Metrics, counting_client},
     status,
 };
@@ -82,6 +83,27 @@ impl Operator {
         ns: &str,
         defaults: postern_operator::build::Defaults,
     ) -> Result<Self> {
+        Self::start_with_options(config, ns, defaults, AdminReach::default()).await
+    }
+
+    /// Starts the controller watching `ns` only, reaching the listener pods' admin
+    /// endpoints through `reach`.
+    pub async fn start_reaching(cluster: &Cluster, ns: &str, reach: AdminReach) -> Result<Self> {
+        Self::start_with_options(
+            cluster.config().clone(),
+            ns,
+            postern_operator::build::Defaults::default(),
+            reach,
+        )
+        .await
+    }
+
+    async fn start_with_options(
+        config: kube::Config,
+        ns: &str,
+        defaults: postern_operator::build::Defaults,
+        reach: AdminReach,
+    ) -> Result<Self> {
         let metrics = Metrics::new();
         let client = counting_client(config, &metrics)?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -90,6 +112,7 @@ impl Operator {
             concurrency: 8,
             instance: Some(format!("e2e-{ns}")),
             defaults,
+            reach,
             ..Options::default()
         };
         let task = tokio::spawn(controller::run(
@@ -207,37 +230,22 @@ pub async fn current_config(
         .with_context(|| format!("getting ConfigMap {cm_name}"))
 }
 
-/// The listener binary: `$POSTERN_LISTENER_BIN`, else built with cargo into the workspace target.
-pub fn listener_binary() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("POSTERN_LISTENER_BIN") {
-        return Ok(bin.into());
-    }
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "postern-listener",
-            "--bin",
-            "postern-listener",
-        ])
-        .current_dir(&workspace)
-        .status()
-        .context("running cargo build -p postern-listener")?;
-    ensure!(status.success(), "cargo build -p postern-listener failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace.join("target"), PathBuf::from);
-    Ok(target.join("debug").join("postern-listener"))
+/// Sets `postern.io/force-scale-down: "true"` on `name`: its surplus replicas are
+/// removed without draining (kwok's pods run no listener that could be asked).
+pub async fn force_scale_down(api: &Api<EsmtpListener>, name: &str) -> Result<()> {
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        postern_operator::scale_down::FORCE_ANNOTATION: "true"
+    }}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("annotating {name} to force scale-down"))?;
+    Ok(())
 }
 
-/// The tool at `path`, or `None` after recording a loud skip (a failure under `CI`).
-pub fn require_tool(path: &str) -> Option<PathBuf> {
-    let found = PathBuf::from(path);
-    if found.is_file() {
-        return Some(found);
-    }
-    postern_skip::skip(&format!("{path} is not installed (scripts/install-deps)"));
-    None
+/// Waits until the listener with admin endpoint `admin` has nothing queued.
+pub async fn poll_queue_empty(admin: std::net::SocketAddr) -> Result<()> {
+    postern_e2e::poll("the queue to empty", TIMEOUT, || async {
+        Ok((listener::queue(admin)?.1 == 0).then_some(()))
+    })
+    .await
 }
