@@ -13,6 +13,7 @@
 
 mod error;
 mod facts;
+mod key_reader;
 mod metrics;
 mod options;
 mod pem;
@@ -30,6 +31,7 @@ use rustls::crypto::CryptoProvider;
 
 pub use error::{Field, TlsError};
 pub use facts::TlsFacts;
+pub use key_reader::KeyReader;
 pub use metrics::{ReloadResult, SourceKind, TlsMetrics};
 pub use options::{DEFAULT_FILE_POLL_INTERVAL, DEFAULT_SA_TOKEN_FILE, TlsOptions};
 pub use provider::TlsProvider;
