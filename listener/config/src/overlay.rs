@@ -7,9 +7,10 @@ use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    DomainConfig, HumanDuration, InvalidLineEndings, IpNetwork, ListenerConfig, TraceHeaders,
-};
+use crate::{HumanDuration, InvalidLineEndings, IpNetwork, ListenerConfig, TraceHeaders};
+
+/// Most entries one `peer` or `via` map may hold (bounds the cost of the CRD's rules).
+pub const MAX_OVERLAY_ENTRIES: usize = 16;
 
 /// A map keyed by IP addresses or CIDR blocks; a lookup finds the most specific block
 /// that holds an address (the longest prefix), as KumoMTA's `CidrMap` does.
@@ -49,6 +50,7 @@ impl<V: JsonSchema> JsonSchema for CidrMap<V> {
             "type": "object",
             "description": "Keys are IP addresses or CIDR blocks with zero host bits; the most specific block holding an address applies.",
             "additionalProperties": value,
+            "maxProperties": MAX_OVERLAY_ENTRIES,
             "x-kubernetes-validations": [{
                 "rule": "self.all(k, isIP(k) || (isCIDR(k) && cidr(k).masked() == cidr(k)))",
                 "message": "keys must be IP addresses such as 10.0.0.1 or CIDR blocks with zero host bits such as 10.0.0.0/24",
@@ -58,9 +60,9 @@ impl<V: JsonSchema> JsonSchema for CidrMap<V> {
 }
 
 /// Listener parameters that a `peer` or `via` entry may override; each one given
-/// replaces the listener's value whole (a `domains` or `meta` map is not merged).
-/// `listen`, `maxConnections`, the TLS sources, `tls`, `auth` and `delivery` belong to the
-/// listener itself and cannot be overridden.
+/// replaces the listener's value whole (a `meta` map is not merged).
+/// `listen`, `maxConnections`, `domains`, the TLS sources, `tls`, `auth` and `delivery`
+/// belong to the listener itself and cannot be overridden.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerOverrides {
@@ -82,9 +84,6 @@ pub struct ListenerOverrides {
     /// See the listener's `deferredSpool`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deferred_spool: Option<bool>,
-    /// See the listener's `domains` (replaces the whole map).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domains: Option<BTreeMap<String, DomainConfig>>,
     /// See the listener's `hostname`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
@@ -138,7 +137,6 @@ impl ListenerOverrides {
             data_timeout,
             data_processing_timeout,
             deferred_spool,
-            domains,
             invalid_line_endings,
             line_length_hard_limit,
             max_messages_per_connection,

@@ -139,6 +139,16 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
 /// Each `peer` and `via` entry must leave a valid listener once applied.
 fn validate_overlays(l: &ListenerConfig, at: &str, context: Context) -> Result<(), ConfigError> {
     for (name, map) in [("peer", &l.peer), ("via", &l.via)] {
+        if map.0.len() > crate::overlay::MAX_OVERLAY_ENTRIES {
+            return Err(ConfigError::invalid(
+                format!("{at}.{name}"),
+                format!(
+                    "{} entries; expected at most {}",
+                    map.0.len(),
+                    crate::overlay::MAX_OVERLAY_ENTRIES
+                ),
+            ));
+        }
         for (key, overrides) in &map.0 {
             let mut applied = ListenerConfig {
                 peer: CidrMap::default(),
