@@ -19,7 +19,7 @@ use std::{
 
 use bytes::{Buf, BytesMut};
 use chrono::Utc;
-use postern_config::InvalidLineEndings;
+use postern_config::{InvalidLineEndings, ListenerTls};
 use postern_spool::{Envelope, MessageId, Spool};
 use postern_tls::{TlsFacts, TlsProvider};
 use tokio::{
@@ -136,6 +136,8 @@ struct Connection {
     rbuf: BytesMut,
     wbuf: Vec<u8>,
     session: Session,
+    /// The listener's context, or the one its `peer`/`via` overlays made for this connection.
+    ctx: Arc<ListenerContext>,
     shared: Arc<Shared>,
     timeout: Duration,
 }
@@ -146,14 +148,16 @@ struct Connection {
 pub async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let peer = canonical(peer);
     let local = canonical(socket.local_addr().unwrap_or(peer));
-    let session = Session::new(shared.ctx.clone(), peer, local);
-    let timeout = shared.ctx.config.client_timeout.get();
+    let ctx = shared.ctx.for_connection(peer.ip(), local.ip());
+    let session = Session::new(ctx.clone(), peer, local);
+    let timeout = ctx.config.client_timeout.get();
     let hard_stop = shared.hard_stop.clone();
     let mut conn = Connection {
         stream: Some(Stream::Plain(socket)),
         rbuf: BytesMut::new(),
         wbuf: Vec::new(),
         session,
+        ctx,
         shared,
         timeout,
     };
@@ -182,6 +186,10 @@ impl Connection {
             self.queue(&self.session.shutdown_reply());
             return self.close().await;
         }
+        // Implicit TLS (RFC 8314): the handshake comes before the greeting.
+        if self.ctx.config.tls == ListenerTls::Implicit && !self.start_tls().await? {
+            return Ok(());
+        }
         self.queue(&self.session.greeting());
         loop {
             let line = match self.next_line().await? {
@@ -206,6 +214,18 @@ impl Connection {
                         return Ok(());
                     }
                 }
+                Action::Authenticate(claim) => {
+                    let ok = match &self.ctx.auth {
+                        Some(auth) => auth.check(*claim, self.session.peer().ip()).await,
+                        None => false,
+                    };
+                    let (reply, delay) = self.session.auth_finished(ok);
+                    if !delay.is_zero() {
+                        self.flush().await?;
+                        tokio::time::sleep(delay).await;
+                    }
+                    self.queue(&reply);
+                }
             }
             self.log_records().await;
         }
@@ -224,8 +244,8 @@ impl Connection {
     /// The next complete command line, which must arrive within `commandTimeout`;
     /// over-long lines are answered and skipped.
     async fn next_line(&mut self) -> std::io::Result<Result<Vec<u8>, Stop>> {
-        let limit = self.shared.ctx.config.line_length_hard_limit as usize;
-        let deadline = Instant::now() + self.shared.ctx.config.command_timeout.get();
+        let limit = self.ctx.config.line_length_hard_limit as usize;
+        let deadline = Instant::now() + self.ctx.config.command_timeout.get();
         loop {
             match split_line_limit(&self.rbuf, limit) {
                 Split::Line { len } => {
@@ -268,7 +288,7 @@ impl Connection {
     /// Frames the message data (within `dataTimeout`, holding a share of the data
     /// budget at least as large as the buffers), then stores it and answers.
     async fn receive_data(&mut self) -> std::io::Result<Result<(), Stop>> {
-        let config = &self.shared.ctx.config;
+        let config = &self.ctx.config;
         let mut framer = DataFramer::with_options(DataOptions {
             max_size: config.max_message_size,
             max_line: config.line_length_hard_limit as usize,
@@ -303,7 +323,7 @@ impl Connection {
             _ => 0,
         };
         let id = MessageId::generate().to_string();
-        let processing = self.shared.ctx.config.data_processing_timeout.get();
+        let processing = self.ctx.config.data_processing_timeout.get();
         let reply = match self.session.data_received(outcome, id, Utc::now()) {
             AfterData::Reply(reply) => reply,
             AfterData::Store(delivery) => {
@@ -365,7 +385,8 @@ impl Connection {
         }
     }
 
-    /// Runs the TLS handshake after `220`. Returns false when the connection is over.
+    /// Runs the TLS handshake after `220` (or, with implicit TLS, at once). Returns
+    /// false when the connection is over.
     async fn start_tls(&mut self) -> std::io::Result<bool> {
         self.flush().await?;
         // RFC 3207 §4.2: anything the client pipelined after STARTTLS was sent in
@@ -380,7 +401,7 @@ impl Connection {
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
             return Ok(false);
         };
-        let mut deadline = Instant::now() + self.shared.ctx.config.tls_handshake_timeout.get();
+        let mut deadline = Instant::now() + self.ctx.config.tls_handshake_timeout.get();
         if let Some(grace) = *self.shared.shutdown.borrow() {
             deadline = deadline.min(grace);
         }
@@ -487,7 +508,7 @@ impl Connection {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let mut deadline = Instant::now() + self.shared.ctx.config.write_timeout.get();
+        let mut deadline = Instant::now() + self.ctx.config.write_timeout.get();
         if let Some(grace) = *self.shared.shutdown.borrow() {
             deadline = deadline.min(grace.max(Instant::now() + Duration::from_millis(200)));
         }

@@ -1,10 +1,10 @@
 //! What every session of one listener shares.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use postern_config::ListenerConfig;
 
-use crate::{backpressure::Load, relay::RelayPolicy};
+use crate::{authenticator::Authenticator, backpressure::Load, relay::RelayPolicy};
 
 /// A listener's configuration with its derived, ready-to-use parts.
 #[derive(Debug)]
@@ -17,6 +17,8 @@ pub struct ListenerContext {
     pub policy: RelayPolicy,
     /// The process's load, for backpressure.
     pub load: Arc<Load>,
+    /// SMTP AUTH, when the listener has an `auth` section.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl ListenerContext {
@@ -32,6 +34,25 @@ impl ListenerContext {
             policy: RelayPolicy::new(&config),
             config,
             load,
+            auth: None,
+        }
+    }
+
+    /// This context with AUTH served by `auth`.
+    pub fn with_auth(mut self, auth: Option<Arc<Authenticator>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The context of one connection from `peer` to `local`: this one, or, when a
+    /// `peer` or `via` entry applies, one derived from the overridden parameters that
+    /// shares this one's load and AUTH.
+    pub fn for_connection(self: &Arc<Self>, peer: IpAddr, local: IpAddr) -> Arc<Self> {
+        match self.config.for_connection(peer, local) {
+            std::borrow::Cow::Borrowed(_) => Arc::clone(self),
+            std::borrow::Cow::Owned(config) => Arc::new(
+                Self::with_load(config, Arc::clone(&self.load)).with_auth(self.auth.clone()),
+            ),
         }
     }
 

@@ -8,12 +8,15 @@
 pub mod admin;
 pub mod admin_client;
 pub mod admission;
+pub mod auth_failures;
+pub mod authenticator;
 pub mod backpressure;
 pub mod budget;
 pub mod cli;
 pub mod connection;
 pub mod context;
 pub mod control;
+pub mod credential_store;
 pub mod delivery;
 pub mod log;
 pub mod metrics;

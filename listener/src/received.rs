@@ -10,7 +10,7 @@ use crate::{
     context::ListenerContext,
     records::{LogRecord, PeerAddress, RecordType, Response, recipient_value},
     relay::Decision,
-    session::{Delivery, TlsInfo},
+    session::{Authenticated, Delivery, TlsInfo},
     smtp::{
         address::Mailbox,
         reply::{Enhanced, Reply},
@@ -35,6 +35,8 @@ pub struct Received<'a> {
     pub helo: Option<(&'a str, bool)>,
     /// TLS facts, when encrypted.
     pub tls: Option<&'a TlsInfo>,
+    /// Who the client authenticated as, if it did.
+    pub auth: Option<&'a Authenticated>,
     /// The envelope sender ("" for the null sender).
     pub sender: String,
     /// The accepted recipients with their RCPT-time decisions.
@@ -194,6 +196,7 @@ fn with_trace_headers(r: &Received<'_>, relayed: &[String], meta: &Map<String, V
             peer: r.peer.ip(),
             hostname: &r.ctx.hostname,
             tls: r.tls.map(|t| (t.protocol.as_str(), t.cipher.as_str())),
+            authenticated: r.auth.is_some(),
             id: &r.id,
             single_recipient: single(relayed),
             date: r.now,
@@ -237,6 +240,10 @@ fn message_meta(r: &Received<'_>) -> Map<String, Value> {
     if let Some(tls) = r.tls {
         meta.insert("tls_protocol_version".into(), tls.protocol.clone().into());
         meta.insert("tls_cipher".into(), tls.cipher.clone().into());
+    }
+    if let Some(auth) = r.auth {
+        meta.insert("authn_id".into(), auth.authn.clone().into());
+        meta.insert("authz_id".into(), auth.authz.clone().into());
     }
     meta
 }

@@ -24,6 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     admin::{self, AdminControl, AdminLimits, AdminState},
     admission::{ListenerLimit, ProcessLimits},
+    authenticator::Authenticator,
     backpressure::{self, Load},
     budget::DataBudget,
     connection::{self, Shared},
@@ -37,7 +38,7 @@ use crate::{
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A TLS source could not be loaded: bad input, exit code 2.
+    /// A TLS source or the AUTH credentials could not be loaded: bad input, exit code 2.
     #[error("{0}")]
     Tls(String),
     /// Anything else (spool locked or unreadable, port in use): exit code 1.
@@ -82,8 +83,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let tls = TlsProvider::start(listener, tls_metrics.clone())
             .await
             .map_err(|e| StartError::Tls(format!("listeners[{i}].{e}")))?;
+        let auth =
+            match &listener.auth {
+                Some(auth) => Some(Authenticator::start(auth).await.map_err(|e| {
+                    StartError::Tls(format!("listeners[{i}].auth.credentials: {e}"))
+                })?),
+                None => None,
+            };
         contexts.push((
-            Arc::new(ListenerContext::with_load(listener.clone(), load.clone())),
+            Arc::new(ListenerContext::with_load(listener.clone(), load.clone()).with_auth(auth)),
             tls,
         ));
     }

@@ -1,7 +1,7 @@
 //! The SMTP session as a state machine that does no I/O: command lines and DATA
 //! outcomes go in, replies, log records and messages to store come out.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -17,6 +17,7 @@ use crate::{
         command::{Command, CommandError, MailParams, parse_command},
         data::DataOutcome,
         reply::Reply,
+        sasl::{self, Claim, Mechanism, SaslError},
     },
 };
 
@@ -40,6 +41,30 @@ pub enum Action {
     StartData(Reply),
     /// Send the 220, throw away any buffered plaintext, and run the TLS handshake.
     StartTls(Reply),
+    /// Check the claimed credentials (off the reactor: hashing is slow), then call
+    /// [`Session::auth_finished`] and send its reply after its delay.
+    Authenticate(Box<Claim>),
+}
+
+/// Who the client authenticated as (SMTP AUTH).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The authorization identity (`authz_id`); always the authentication identity,
+    /// since acting as another identity is refused.
+    pub authz: String,
+    /// The authentication identity (`authn_id`).
+    pub authn: String,
+}
+
+/// Where an AUTH exchange stands while the client owes a response line.
+#[derive(Debug)]
+enum SaslStep {
+    /// PLAIN without an initial response: the message comes next.
+    Plain,
+    /// LOGIN: the username comes next.
+    LoginUser,
+    /// LOGIN: the password for this username comes next.
+    LoginPassword(String),
 }
 
 /// What happens after the message data.
@@ -124,6 +149,9 @@ pub struct Session {
     draining: bool,
     records: Vec<LogRecord>,
     rejections: RejectionLimit,
+    sasl: Option<SaslStep>,
+    checking: Option<(Mechanism, Authenticated)>,
+    authenticated: Option<Authenticated>,
 }
 
 impl Session {
@@ -140,7 +168,20 @@ impl Session {
             draining: false,
             records: Vec::new(),
             rejections: RejectionLimit::default(),
+            sasl: None,
+            checking: None,
+            authenticated: None,
         }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Who the client authenticated as, if it did.
+    pub fn authenticated(&self) -> Option<&Authenticated> {
+        self.authenticated.as_ref()
     }
 
     /// The 220 greeting.
@@ -226,10 +267,14 @@ impl Session {
         self.tls = Some(tls);
         self.helo = None;
         self.transaction = None;
+        self.authenticated = None;
     }
 
     /// Handles one command line (without CRLF).
     pub fn command(&mut self, line: &[u8]) -> Action {
+        if let Some(step) = self.sasl.take() {
+            return self.sasl_response(step, line);
+        }
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(error) => return Action::Reply(self.refuse(line, error_reply(&error))),
@@ -264,6 +309,7 @@ impl Session {
                 "commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
             )),
             Command::StartTls => self.starttls(line),
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial.as_deref()),
             Command::NotImplemented(verb) => Action::Reply(self.refuse(
                 line,
                 Reply::new(502, "5.5.1", format!("{verb} not implemented")),
@@ -288,6 +334,8 @@ impl Session {
         ];
         if self.tls.is_none() {
             lines.push("STARTTLS".into());
+        } else if self.ctx.auth.is_some() {
+            lines.push("AUTH PLAIN LOGIN".into());
         }
         Reply::plain(250, lines)
     }
@@ -346,6 +394,7 @@ impl Session {
         let sender_domain = transaction.sender.as_ref().map(Mailbox::lookup_domain);
         let decision = self.ctx.policy.decide(
             self.peer.ip(),
+            self.authenticated.as_ref().map(|a| a.authz.as_str()),
             sender_domain.as_deref(),
             &to.lookup_domain(),
         );
@@ -394,6 +443,156 @@ impl Session {
             );
         }
         Action::StartTls(Reply::new(220, "2.0.0", "ready to start TLS"))
+    }
+
+    /// `AUTH mechanism [initial-response]`: only on a listener with `auth`, only over
+    /// TLS, once per session, outside a transaction, and not from a client that used up
+    /// its failed attempts.
+    fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> Action {
+        let command = format!("AUTH {}", printable_command(mechanism.as_bytes()));
+        let offered = Mechanism::parse(mechanism);
+        let refusal = match &self.ctx.auth {
+            None => Some(Reply::new(
+                502,
+                "5.5.1",
+                "AUTH not available on this listener",
+            )),
+            Some(_) if self.tls.is_none() => Some(Reply::new(
+                538,
+                "5.7.11",
+                "encryption required for requested authentication mechanism; use STARTTLS first",
+            )),
+            Some(_) if self.authenticated.is_some() => {
+                Some(Reply::new(503, "5.5.1", "already authenticated"))
+            }
+            Some(_) if self.helo.is_none() => Some(Reply::new(503, "5.5.1", "send EHLO first")),
+            Some(_) if self.transaction.is_some() => Some(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH not permitted inside a transaction",
+            )),
+            Some(_) if offered.is_none() => Some(Reply::new(
+                504,
+                "5.5.4",
+                "unrecognized authentication mechanism; use PLAIN or LOGIN",
+            )),
+            Some(auth) if auth.blocked(self.peer.ip()) => Some(Reply::new(
+                454,
+                "4.7.0",
+                "too many failed authentication attempts; try again later",
+            )),
+            Some(_) => None,
+        };
+        if let Some(reply) = refusal {
+            self.reject(&reply, Some(command));
+            return Action::Reply(reply);
+        }
+        let step = match offered.expect("checked above") {
+            Mechanism::Plain => SaslStep::Plain,
+            Mechanism::Login => SaslStep::LoginUser,
+        };
+        match initial {
+            Some(initial) => self.sasl_response(step, initial.as_bytes()),
+            None => self.challenge(step),
+        }
+    }
+
+    /// Sends the `334` that asks for the next response line.
+    fn challenge(&mut self, step: SaslStep) -> Action {
+        let text = match &step {
+            SaslStep::Plain => String::new(),
+            SaslStep::LoginUser => sasl::login_prompt(false),
+            SaslStep::LoginPassword(_) => sasl::login_prompt(true),
+        };
+        self.sasl = Some(step);
+        Action::Reply(Reply::plain(334, vec![text]))
+    }
+
+    /// One response line of an AUTH exchange (or its initial response).
+    fn sasl_response(&mut self, step: SaslStep, line: &[u8]) -> Action {
+        let mechanism = match step {
+            SaslStep::Plain => Mechanism::Plain,
+            _ => Mechanism::Login,
+        };
+        let decoded = std::str::from_utf8(line)
+            .map_err(|_| SaslError::BadBase64)
+            .and_then(sasl::decode_line);
+        let claim = decoded.and_then(|decoded| match step {
+            SaslStep::Plain => sasl::parse_plain(&decoded).map(Some),
+            SaslStep::LoginUser => sasl::parse_login_username(&decoded).map(|user| {
+                self.sasl = Some(SaslStep::LoginPassword(user));
+                None
+            }),
+            SaslStep::LoginPassword(user) => sasl::parse_login_password(user, &decoded).map(Some),
+        });
+        match claim {
+            Ok(Some(claim)) => self.check(mechanism, claim),
+            Ok(None) => {
+                let step = self.sasl.take().expect("the LOGIN step was just set");
+                self.challenge(step)
+            }
+            Err(error) => {
+                let reply = match error {
+                    SaslError::Cancelled => Reply::new(501, "5.7.0", "AUTH cancelled"),
+                    SaslError::BadBase64 => {
+                        Reply::new(501, "5.5.2", "invalid base64 in AUTH response")
+                    }
+                    SaslError::Malformed | SaslError::BadUtf8 => {
+                        Reply::new(501, "5.5.2", "malformed AUTH response")
+                    }
+                };
+                self.reject(&reply, Some(format!("AUTH {}", mechanism_name(mechanism))));
+                Action::Reply(reply)
+            }
+        }
+    }
+
+    /// Hands a complete claim to the driver for checking; acting as another identity
+    /// (a PLAIN authzid that differs from the authcid) is refused outright.
+    fn check(&mut self, mechanism: Mechanism, claim: Claim) -> Action {
+        if claim.authz != claim.authn {
+            let reply = Reply::new(
+                535,
+                "5.7.8",
+                "authentication credentials invalid (acting as another identity is not supported)",
+            );
+            self.reject(&reply, Some(format!("AUTH {}", mechanism_name(mechanism))));
+            return Action::Reply(reply);
+        }
+        self.checking = Some((
+            mechanism,
+            Authenticated {
+                authz: claim.authz.clone(),
+                authn: claim.authn.clone(),
+            },
+        ));
+        Action::Authenticate(Box::new(claim))
+    }
+
+    /// The check of an [`Action::Authenticate`] claim came back: the reply, and how long
+    /// to wait before sending it (a failure waits `auth.failureDelay`).
+    pub fn auth_finished(&mut self, ok: bool) -> (Reply, Duration) {
+        let (mechanism, who) = self
+            .checking
+            .take()
+            .expect("auth_finished follows Action::Authenticate");
+        if ok {
+            tracing::info!(peer = %self.peer, authn_id = %who.authn, "client authenticated");
+            self.authenticated = Some(who);
+            return (
+                Reply::new(235, "2.7.0", "authentication succeeded"),
+                Duration::ZERO,
+            );
+        }
+        tracing::info!(peer = %self.peer, authn_id = %who.authn, "authentication failed");
+        let reply = Reply::new(535, "5.7.8", "authentication credentials invalid");
+        self.reject(&reply, Some(format!("AUTH {}", mechanism_name(mechanism))));
+        let delay = self
+            .ctx
+            .auth
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.failure_delay());
+        (reply, delay)
     }
 
     /// Handles the end of DATA. `id` is the id to give the message.
@@ -445,6 +644,7 @@ impl Session {
             local: self.local,
             helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
             tls: self.tls.as_ref(),
+            auth: self.authenticated.as_ref(),
             sender: transaction
                 .sender
                 .as_ref()
@@ -591,8 +791,26 @@ fn error_reply(error: &CommandError) -> Reply {
     }
 }
 
-/// The command as logged: printable, at most 128 characters.
+fn mechanism_name(mechanism: Mechanism) -> &'static str {
+    match mechanism {
+        Mechanism::Plain => "PLAIN",
+        Mechanism::Login => "LOGIN",
+    }
+}
+
+/// The command as logged: printable, at most 128 characters. An AUTH line is cut
+/// after its mechanism: the initial response holds a password.
 fn printable_command(line: &[u8]) -> String {
+    let line = match line.get(..5) {
+        Some(verb) if verb.eq_ignore_ascii_case(b"AUTH ") => {
+            let end = line[5..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(line.len(), |p| p + 5);
+            &line[..end]
+        }
+        _ => line,
+    };
     String::from_utf8_lossy(line)
         .chars()
         .take(128)
@@ -623,6 +841,7 @@ mod tests {
             Action::Reply(r) | Action::Close(r) | Action::StartData(r) | Action::StartTls(r) => {
                 r.code
             }
+            Action::Authenticate(_) => 0,
         }
     }
 
@@ -697,6 +916,121 @@ mod tests {
         }
         ctx.load.set_queue_depth(1);
         assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 250);
+    }
+
+    fn auth_session(peer: &str) -> Session {
+        let config: ListenerConfig = serde_yaml::from_str(
+            "{hostname: mx.test, relayHosts: [], auth: {credentials: /unused, failureDelay: 2s, maxFailures: 2}}",
+        )
+        .unwrap();
+        let auth = crate::authenticator::Authenticator::new(
+            config.auth.as_ref().unwrap(),
+            crate::credential_store::CredentialStore::default(),
+        );
+        let ctx = Arc::new(ListenerContext::new(config).with_auth(Some(Arc::new(auth))));
+        Session::new(ctx, peer.parse().unwrap(), "192.0.2.2:587".parse().unwrap())
+    }
+
+    fn encrypted(s: &mut Session) {
+        s.tls_established(TlsInfo {
+            protocol: "TLSv1_3".into(),
+            cipher: "X".into(),
+        });
+    }
+
+    fn reply_of(action: Action) -> Reply {
+        match action {
+            Action::Reply(r) => r,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_is_refused_in_plaintext_and_offered_over_tls() {
+        let mut s = auth_session("192.0.2.1:4000");
+        let ehlo = reply_of(s.command(b"EHLO c.test"));
+        assert!(
+            !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+            "{ehlo:?}"
+        );
+        let refused = reply_of(s.command(b"AUTH PLAIN AHRpbQBwdw=="));
+        assert_eq!(
+            (refused.code, refused.enhanced.unwrap().to_string()),
+            (538, "5.7.11".into())
+        );
+        encrypted(&mut s);
+        let ehlo = reply_of(s.command(b"EHLO c.test"));
+        assert!(
+            ehlo.lines.contains(&"AUTH PLAIN LOGIN".to_string()),
+            "{ehlo:?}"
+        );
+        let records = s.take_records();
+        assert_eq!(records[0].response.command.as_deref(), Some("AUTH PLAIN"));
+        let logged = serde_json::to_string(&records).unwrap();
+        assert!(
+            !logged.contains("AHRpbQBwdw=="),
+            "the initial response is never logged"
+        );
+    }
+
+    #[test]
+    fn plain_and_login_exchanges_end_in_a_claim_to_check() {
+        let mut s = auth_session("192.0.2.1:4000");
+        encrypted(&mut s);
+        s.command(b"EHLO c.test");
+        assert_eq!(code(s.command(b"AUTH CRAM-MD5")), 504);
+        // PLAIN without an initial response: an empty 334, then the message.
+        assert_eq!(reply_of(s.command(b"AUTH PLAIN")).lines, [""]);
+        assert_eq!(code(s.command(b"not base64!")), 501);
+        assert_eq!(reply_of(s.command(b"AUTH LOGIN")).lines, ["VXNlcm5hbWU6"]);
+        assert_eq!(reply_of(s.command(b"dGlt")).lines, ["UGFzc3dvcmQ6"]);
+        match s.command(b"cHc=") {
+            Action::Authenticate(claim) => {
+                assert_eq!(
+                    (claim.authn.as_str(), claim.password.expose()),
+                    ("tim", "pw")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (reply, delay) = s.auth_finished(false);
+        assert_eq!((reply.code, delay), (535, Duration::from_secs(2)));
+        assert!(s.authenticated().is_none());
+        // Acting as another identity is refused before any check.
+        assert_eq!(code(s.command(b"AUTH PLAIN dXJzZWwAdGltAHB3")), 535);
+        assert!(matches!(
+            s.command(b"AUTH PLAIN AHRpbQBwdw=="),
+            Action::Authenticate(_)
+        ));
+        let (reply, delay) = s.auth_finished(true);
+        assert_eq!((reply.code, delay), (235, Duration::ZERO));
+        assert_eq!(s.authenticated().unwrap().authn, "tim");
+        assert_eq!(code(s.command(b"AUTH PLAIN AHRpbQBwdw==")), 503);
+        // Authenticated: relaying is allowed (auth.relay defaults to true).
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 250);
+    }
+
+    #[test]
+    fn a_peer_that_used_up_its_failures_gets_454() {
+        let s = auth_session("192.0.2.9:4000");
+        let auth = s.ctx.auth.clone().unwrap();
+        let mut s = s;
+        encrypted(&mut s);
+        s.command(b"EHLO c.test");
+        for _ in 0..2 {
+            assert!(matches!(
+                s.command(b"AUTH PLAIN AHRpbQBwdw=="),
+                Action::Authenticate(_)
+            ));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let claim = sasl::parse_plain(b"\0tim\0pw").unwrap();
+            assert!(!rt.block_on(auth.check(claim, s.peer().ip())));
+            s.auth_finished(false);
+        }
+        assert_eq!(code(s.command(b"AUTH PLAIN AHRpbQBwdw==")), 454);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct ReceivedInfo<'a> {
     pub hostname: &'a str,
     /// TLS protocol and cipher, when the session is encrypted.
     pub tls: Option<(&'a str, &'a str)>,
+    /// Whether the client authenticated (SMTP AUTH).
+    pub authenticated: bool,
     /// The message id.
     pub id: &'a str,
     /// The recipient, named only when there is exactly one.
@@ -44,7 +46,11 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
             None => format!("[IPv6:{v6}]"),
         },
     };
-    let protocol = reception_protocol(info.esmtp, info.tls.is_some());
+    let protocol = match reception_protocol(info.esmtp, info.tls.is_some()) {
+        // RFC 3848: ESMTP with TLS and AUTH.
+        "ESMTPS" if info.authenticated => "ESMTPSA",
+        protocol => protocol,
+    };
     let tls = info
         .tls
         .map(|(version, cipher)| format!(" ({version}:{cipher})"))
@@ -169,6 +175,7 @@ mod tests {
             peer: "2001:db8::1".parse().unwrap(),
             hostname: "mx.example.com",
             tls: Some(("TLSv1_3", "TLS13_AES_256_GCM_SHA384")),
+            authenticated: false,
             id: "0123",
             single_recipient: Some("u@example.com"),
             date,

@@ -4,7 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use postern_config::{Context, DEFAULT_PASSWORD_KEY, KeySource, VaultAuth, validate_listeners};
+use postern_config::{
+    Context, DEFAULT_CREDENTIALS_KEY, DEFAULT_PASSWORD_KEY, KeySource, VaultAuth,
+    validate_listeners,
+};
 
 use crate::crd::{
     EsmtpListener, EsmtpListenerSpec, INLINE_TOKEN_MESSAGE, MAX_NAME_LEN, MAX_REPLICAS,
@@ -97,8 +100,13 @@ pub fn secret_refs(spec: &EsmtpListenerSpec) -> Vec<SecretRef> {
     let mut refs = Vec::new();
     for (i, l) in spec.listeners.iter().enumerate() {
         for (field, source, default_key) in [
-            ("tlsCertificate", &l.tls_certificate, TLS_CERT_KEY),
-            ("tlsPrivateKey", &l.tls_private_key, TLS_KEY_KEY),
+            ("tlsCertificate", l.tls_certificate.as_ref(), TLS_CERT_KEY),
+            ("tlsPrivateKey", l.tls_private_key.as_ref(), TLS_KEY_KEY),
+            (
+                "auth.credentials",
+                l.auth.as_ref().map(|a| &a.credentials),
+                DEFAULT_CREDENTIALS_KEY,
+            ),
         ] {
             let field = format!("spec.listeners[{i}].{field}");
             match source {
@@ -203,8 +211,9 @@ pub fn validate(listener: &EsmtpListener, secrets: &SecretLookup) -> Result<Plan
     let mut vault_kubernetes_auth = false;
     for (i, l) in spec.listeners.iter().enumerate() {
         for (field, source) in [
-            ("tlsCertificate", &l.tls_certificate),
-            ("tlsPrivateKey", &l.tls_private_key),
+            ("tlsCertificate", l.tls_certificate.as_ref()),
+            ("tlsPrivateKey", l.tls_private_key.as_ref()),
+            ("auth.credentials", l.auth.as_ref().map(|a| &a.credentials)),
         ] {
             let field = format!("spec.listeners[{i}].{field}");
             match source {
@@ -406,6 +415,39 @@ mod tests {
         let plan = validate(&l, &SecretLookup::all_present(&l.spec)).unwrap();
         assert!(plan.vault_kubernetes_auth);
     }
+    #[test]
+    fn auth_credentials_secrets_are_referenced_by_their_field() {
+        let l = listener(
+            "listeners: [{listen: '0:587', auth: {credentials: {secretName: submitters}}}, {listen: '0:465', tls: implicit, auth: {credentials: {secretName: other, key: users}}}]",
+        );
+        let refs: Vec<_> = secret_refs(&l.spec)
+            .into_iter()
+            .map(|r| (r.name, r.key, r.field))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                (
+                    "submitters".to_string(),
+                    "credentials".to_string(),
+                    "spec.listeners[0].auth.credentials".to_string()
+                ),
+                (
+                    "other".into(),
+                    "users".into(),
+                    "spec.listeners[1].auth.credentials".into()
+                ),
+            ]
+        );
+        let missing = validate(&l, &SecretLookup::default()).unwrap_err();
+        assert!(
+            missing
+                .message
+                .contains("spec.listeners[0].auth.credentials"),
+            "{missing:?}"
+        );
+    }
+
     #[test]
     fn smarthost_password_secrets_are_referenced_by_their_field() {
         let l = listener(

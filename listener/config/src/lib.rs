@@ -5,6 +5,7 @@
 //! [`ListenerConfig`] type is embedded in the operator's `EsmtpListener` CRD, so the file
 //! format and the Kubernetes API cannot drift apart.
 
+mod auth;
 mod delivery;
 mod domain_map;
 mod duration;
@@ -14,8 +15,10 @@ mod invariants;
 mod key_source;
 mod listener;
 mod net;
+mod overlay;
 mod validate;
 
+pub use auth::{AuthConfig, DEFAULT_CREDENTIALS_KEY, DEFAULT_MAX_AUTH_FAILURES, ListenerTls};
 pub use delivery::{
     BounceMode, DEFAULT_CONNECTION_LIMIT, DEFAULT_MAX_AGE_SECS,
     DEFAULT_MAX_MESSAGES_PER_CONNECTION, DEFAULT_PASSWORD_KEY, DEFAULT_RETRY_INTERVAL_SECS,
@@ -40,4 +43,5 @@ pub use listener::{
     ListenerConfig, TraceHeaders,
 };
 pub use net::{IpNetwork, ListenAddr};
+pub use overlay::{CidrMap, ListenerOverrides};
 pub use validate::{Context, validate_listeners};

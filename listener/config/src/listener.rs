@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{DeliveryConfig, HumanDuration, IpNetwork, KeySource, ListenAddr};
+use crate::{
+    AuthConfig, CidrMap, DeliveryConfig, HumanDuration, IpNetwork, KeySource, ListenAddr,
+    ListenerOverrides, ListenerTls,
+};
 
 /// Default `listen` address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -24,6 +27,9 @@ pub const DEFAULT_LINE_LENGTH_HARD_LIMIT: u32 = 998;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// SMTP AUTH PLAIN and LOGIN over TLS against password hashes; no AUTH when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
     /// Text after the hostname in the 220 greeting; do not include a hostname.
     #[serde(default = "default_banner")]
     pub banner: String,
@@ -90,9 +96,17 @@ pub struct ListenerConfig {
     /// Static metadata merged into every message received on this listener.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// Parameters for clients from some networks: keys are client IPs or CIDR blocks,
+    /// values override this listener's parameters (the most specific block applies).
+    #[serde(default, skip_serializing_if = "CidrMap::is_empty")]
+    pub peer: CidrMap<ListenerOverrides>,
     /// Peers (IPs or CIDR blocks) that may relay to any domain.
     #[serde(default = "default_relay_hosts")]
     pub relay_hosts: Vec<IpNetwork>,
+    /// `starttls` (plaintext, STARTTLS offered) or `implicit` (TLS from the first byte,
+    /// as on port 465).
+    #[serde(default, skip_serializing_if = "ListenerTls::is_default")]
+    pub tls: ListenerTls,
     /// Certificate chain for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certificate: Option<KeySource>,
@@ -108,6 +122,10 @@ pub struct ListenerConfig {
     /// The `Received` and supplemental trace headers.
     #[serde(default)]
     pub trace_headers: TraceHeaders,
+    /// Parameters for connections that arrived on some local addresses: keys are local
+    /// IPs or CIDR blocks, values override this listener's parameters, after `peer`'s.
+    #[serde(default, skip_serializing_if = "CidrMap::is_empty")]
+    pub via: CidrMap<ListenerOverrides>,
     /// A reply must be taken by the client within this; a client that sends and never
     /// reads is dropped.
     #[serde(default = "default_write_timeout")]
@@ -139,6 +157,10 @@ pub struct DomainConfig {
     /// Peers in these networks may relay to anywhere when the sender's domain is this one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relay_from: Vec<IpNetwork>,
+    /// Clients authenticated (SMTP AUTH) as one of these identities may relay to
+    /// anywhere when the sender's domain is this one (KumoMTA's `relay_from_authz`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_from_authz: Vec<String>,
     /// Accept and log RFC 3464 bounce reports addressed to this domain.
     #[serde(default)]
     pub log_oob: bool,
@@ -179,6 +201,7 @@ impl Default for TraceHeaders {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
+            auth: None,
             banner: default_banner(),
             client_timeout: default_client_timeout(),
             command_timeout: default_command_timeout(),
@@ -196,12 +219,15 @@ impl Default for ListenerConfig {
             max_recipients_per_message: default_max_recipients_per_message(),
             max_message_size: default_max_message_size(),
             meta: BTreeMap::new(),
+            peer: CidrMap::default(),
             relay_hosts: default_relay_hosts(),
+            tls: ListenerTls::default(),
             tls_certificate: None,
             tls_private_key: None,
             tls_handshake_timeout: default_tls_handshake_timeout(),
             tls_refresh_interval: default_tls_refresh_interval(),
             trace_headers: TraceHeaders::default(),
+            via: CidrMap::default(),
             write_timeout: default_write_timeout(),
         }
     }

@@ -14,7 +14,9 @@ use serde_with::{DeserializeFromStr, SerializeDisplay};
 ///
 /// CIDR blocks are strict: host bits must be zero, so a typo such as `10.0.0.1/24`
 /// is refused instead of silently widening or narrowing a relay rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, SerializeDisplay, DeserializeFromStr)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct IpNetwork(pub IpNet);
 
 impl IpNetwork {

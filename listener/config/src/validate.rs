@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use crate::{
-    ConfigError, DeliveryConfig, KeySource, ListenerConfig, OutboundTls, Smarthost, VaultAuth,
+    CidrMap, ConfigError, DeliveryConfig, KeySource, ListenerConfig, OutboundTls, Smarthost,
+    VaultAuth,
 };
 
 /// Where a listener configuration comes from; decides which key sources are allowed.
@@ -112,10 +113,54 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
                 .map_err(|m| ConfigError::invalid(format!("{at}.{name}"), m))?;
         }
     }
+    for (domain, rules) in &l.domains {
+        if rules
+            .relay_from_authz
+            .iter()
+            .any(|id| id.is_empty() || id.contains(['\r', '\n', '\0']))
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.domains[{domain}].relayFromAuthz"),
+                "expected non-empty identities without CR, LF or NUL",
+            ));
+        }
+    }
+    if let (Context::File, Some(auth)) = (context, &l.auth) {
+        check_file_context(&auth.credentials)
+            .map_err(|m| ConfigError::invalid(format!("{at}.auth.credentials"), m))?;
+    }
+    validate_overlays(l, at, context)?;
     match &l.delivery {
         Some(delivery) => validate_delivery(delivery, &format!("{at}.delivery"), context),
         None => Ok(()),
     }
+}
+
+/// Each `peer` and `via` entry must leave a valid listener once applied.
+fn validate_overlays(l: &ListenerConfig, at: &str, context: Context) -> Result<(), ConfigError> {
+    for (name, map) in [("peer", &l.peer), ("via", &l.via)] {
+        if map.0.len() > crate::overlay::MAX_OVERLAY_ENTRIES {
+            return Err(ConfigError::invalid(
+                format!("{at}.{name}"),
+                format!(
+                    "{} entries; expected at most {}",
+                    map.0.len(),
+                    crate::overlay::MAX_OVERLAY_ENTRIES
+                ),
+            ));
+        }
+        for (key, overrides) in &map.0 {
+            let mut applied = ListenerConfig {
+                peer: CidrMap::default(),
+                via: CidrMap::default(),
+                delivery: None,
+                ..l.clone()
+            };
+            overrides.apply_to(&mut applied);
+            validate_listener(&applied, &format!("{at}.{name}[{key}]"), context)?;
+        }
+    }
+    Ok(())
 }
 
 fn validate_delivery(d: &DeliveryConfig, at: &str, context: Context) -> Result<(), ConfigError> {

@@ -35,7 +35,15 @@ pub enum Command {
     Help,
     /// `STARTTLS`.
     StartTls,
-    /// A command we know of but do not implement (EXPN, AUTH, BDAT, ETRN, TURN, …).
+    /// `AUTH mechanism [initial-response]` (RFC 4954); the response stays base64 and
+    /// holds a password: never log it.
+    Auth {
+        /// The mechanism name as given, e.g. `PLAIN`.
+        mechanism: String,
+        /// The initial response, if the client sent one.
+        initial: Option<String>,
+    },
+    /// A command we know of but do not implement (EXPN, BDAT, ETRN, TURN, …).
     NotImplemented(String),
 }
 
@@ -69,7 +77,7 @@ pub enum CommandError {
 
 /// Verbs recognised but not implemented: they get 502 rather than 500.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "EXPN", "AUTH", "BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", "LHLO",
+    "EXPN", "BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", "LHLO",
 ];
 
 /// Parses a command line (without CRLF).
@@ -94,6 +102,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         "RSET" => no_args(args, Command::Rset),
         "QUIT" => no_args(args, Command::Quit),
         "STARTTLS" => no_args(args, Command::StartTls),
+        "AUTH" => parse_auth(args),
         "NOOP" => Ok(Command::Noop),
         "HELP" => Ok(Command::Help),
         "VRFY" if args.trim().is_empty() => {
@@ -102,6 +111,20 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         "VRFY" => Ok(Command::Vrfy),
         v if NOT_IMPLEMENTED.contains(&v) => Ok(Command::NotImplemented(upper)),
         _ => Err(CommandError::Unrecognized(printable(verb))),
+    }
+}
+
+fn parse_auth(args: &str) -> Result<Command, CommandError> {
+    let mut words = args.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(mechanism), initial, None) => Ok(Command::Auth {
+            mechanism: mechanism.to_owned(),
+            initial: initial.map(str::to_owned),
+        }),
+        (None, ..) => Err(CommandError::Syntax("AUTH needs a mechanism".into())),
+        _ => Err(CommandError::Syntax(
+            "expected AUTH mechanism [initial-response]".into(),
+        )),
     }
 }
 
@@ -314,6 +337,25 @@ mod tests {
         );
         assert!(matches!(parse("FOO bar"), Err(CommandError::Unrecognized(v)) if v == "FOO"));
         assert!(matches!(parse("EXPN list"), Ok(Command::NotImplemented(_))));
+        assert_eq!(
+            parse("auth plain AHRpbQB0aW0="),
+            Ok(Command::Auth {
+                mechanism: "plain".into(),
+                initial: Some("AHRpbQB0aW0=".into())
+            })
+        );
+        assert_eq!(
+            parse("AUTH LOGIN"),
+            Ok(Command::Auth {
+                mechanism: "LOGIN".into(),
+                initial: None
+            })
+        );
+        assert!(matches!(parse("AUTH"), Err(CommandError::Syntax(_))));
+        assert!(matches!(
+            parse("AUTH PLAIN a b"),
+            Err(CommandError::Syntax(_))
+        ));
         assert!(matches!(parse("EHLO"), Err(CommandError::Syntax(_))));
         assert!(matches!(parse("EHLO a b"), Err(CommandError::Syntax(_))));
         assert!(matches!(parse("DATA now"), Err(CommandError::Syntax(_))));

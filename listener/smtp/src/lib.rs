@@ -16,6 +16,7 @@ pub mod line;
 pub mod outcome;
 pub mod reply;
 pub mod reply_parser;
+pub mod sasl;
 
 /// Longest command or body line, in octets, not counting CRLF (RFC 5321 §4.5.3.1.6).
 pub const MAX_LINE: usize = 998;

@@ -14,6 +14,7 @@
 mod error;
 mod expiry;
 mod facts;
+mod key_reader;
 mod metrics;
 mod options;
 mod pem;
@@ -32,6 +33,7 @@ use rustls::crypto::CryptoProvider;
 pub use error::{Field, TlsError};
 pub use expiry::not_after_unix;
 pub use facts::TlsFacts;
+pub use key_reader::KeyReader;
 pub use metrics::{ReloadResult, SourceKind, TlsMetrics};
 pub use options::{DEFAULT_FILE_POLL_INTERVAL, DEFAULT_SA_TOKEN_FILE, TlsOptions};
 pub use provider::TlsProvider;

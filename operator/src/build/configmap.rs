@@ -8,8 +8,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use postern_config::{
-    AdminConfig, Config, DEFAULT_PASSWORD_KEY, DeliveryConfig, HumanDuration, KeySource,
-    ListenAddr, ListenerConfig, LogTarget, SpoolConfig, VaultAuth,
+    AdminConfig, AuthConfig, Config, DEFAULT_CREDENTIALS_KEY, DEFAULT_PASSWORD_KEY, DeliveryConfig,
+    HumanDuration, KeySource, ListenAddr, ListenerConfig, LogTarget, SpoolConfig, VaultAuth,
 };
 
 use crate::{
@@ -50,6 +50,10 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
                 tls_certificate: l.tls_certificate.clone().map(|s| resolve(s, TLS_CERT_KEY)),
                 tls_private_key: l.tls_private_key.clone().map(|s| resolve(s, TLS_KEY_KEY)),
                 delivery: l.delivery.clone().map(resolve_passwords),
+                auth: l.auth.clone().map(|auth| AuthConfig {
+                    credentials: resolve(auth.credentials.clone(), DEFAULT_CREDENTIALS_KEY),
+                    ..auth
+                }),
                 ..l.clone()
             }
         })
@@ -189,6 +193,21 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn auth_credentials_from_secrets_become_mounted_files() {
+        let c = rendered(
+            "listeners: [{listen: '0:465', tls: implicit, auth: {credentials: {secretName: submitters}}}]",
+        );
+        let auth = c.listeners[0].auth.as_ref().expect("an auth section");
+        assert_eq!(
+            auth.credentials,
+            KeySource::File {
+                path: "/etc/postern/secrets/submitters/credentials".into()
+            }
+        );
+        assert_eq!(c.listeners[0].tls, postern_config::ListenerTls::Implicit);
     }
 
     #[test]
