@@ -24,6 +24,11 @@ pub const DEFAULT_LINE_LENGTH_HARD_LIMIT: u32 = 998;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// Accept Postfix's XCLIENT command (ADDR, NAME, PORT, PROTO, HELO, DESTADDR,
+    /// DESTPORT), by which a trusted front end passes on the identity of the client it
+    /// serves. Only peers in `xclientFrom` may use it; others get `550 5.7.0`.
+    #[serde(default)]
+    pub allow_xclient: bool,
     /// Text after the hostname in the 220 greeting; do not include a hostname.
     #[serde(default = "default_banner")]
     pub banner: String,
@@ -90,15 +95,30 @@ pub struct ListenerConfig {
     /// Static metadata merged into every message received on this listener.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// The load balancers (IPs or CIDR blocks) allowed to connect when
+    /// `requireProxyProtocol` is on; a connection from any other peer is closed without
+    /// a banner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_protocol_from: Vec<IpNetwork>,
     /// Peers (IPs or CIDR blocks) that may relay to any domain.
     #[serde(default = "default_relay_hosts")]
     pub relay_hosts: Vec<IpNetwork>,
+    /// Every connection must begin with a PROXY protocol header (version 1 or 2) from a
+    /// peer in `proxyProtocolFrom`; the client address in it is the one relay rules,
+    /// trace headers, records and metrics use. A missing or malformed header closes the
+    /// connection without a banner.
+    #[serde(default)]
+    pub require_proxy_protocol: bool,
     /// Certificate chain for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certificate: Option<KeySource>,
     /// Private key for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_private_key: Option<KeySource>,
+    /// CA certificates (PEM) that a client's certificate must chain to: the STARTTLS
+    /// handshake fails without such a certificate. Unset: no client certificate is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_required_client_ca: Option<KeySource>,
     /// The STARTTLS handshake must finish within this, else the connection is closed.
     #[serde(default = "default_tls_handshake_timeout")]
     pub tls_handshake_timeout: HumanDuration,
@@ -112,6 +132,9 @@ pub struct ListenerConfig {
     /// reads is dropped.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: HumanDuration,
+    /// The peers (IPs or CIDR blocks) that may send XCLIENT when `allowXclient` is on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xclient_from: Vec<IpNetwork>,
 }
 
 /// KumoMTA's `invalid_line_endings`: what to do with a bare CR or LF in message data.
@@ -179,6 +202,7 @@ impl Default for TraceHeaders {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
+            allow_xclient: false,
             banner: default_banner(),
             client_timeout: default_client_timeout(),
             command_timeout: default_command_timeout(),
@@ -196,13 +220,17 @@ impl Default for ListenerConfig {
             max_recipients_per_message: default_max_recipients_per_message(),
             max_message_size: default_max_message_size(),
             meta: BTreeMap::new(),
+            proxy_protocol_from: Vec::new(),
             relay_hosts: default_relay_hosts(),
+            require_proxy_protocol: false,
             tls_certificate: None,
             tls_private_key: None,
+            tls_required_client_ca: None,
             tls_handshake_timeout: default_tls_handshake_timeout(),
             tls_refresh_interval: default_tls_refresh_interval(),
             trace_headers: TraceHeaders::default(),
             write_timeout: default_write_timeout(),
+            xclient_from: Vec::new(),
         }
     }
 }

@@ -103,9 +103,11 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
         }
         _ => {}
     }
+    validate_edge(l, at)?;
     for (name, source) in [
         ("tlsCertificate", &l.tls_certificate),
         ("tlsPrivateKey", &l.tls_private_key),
+        ("tlsRequiredClientCa", &l.tls_required_client_ca),
     ] {
         if let (Context::File, Some(source)) = (context, source) {
             check_file_context(source)
@@ -116,6 +118,41 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
         Some(delivery) => validate_delivery(delivery, &format!("{at}.delivery"), context),
         None => Ok(()),
     }
+}
+
+/// PROXY protocol and XCLIENT each trust a list of peers to tell the client's address;
+/// switched on, the list must name someone, and a list without the switch is a mistake.
+fn validate_edge(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
+    for (switch, on, list, given) in [
+        (
+            "requireProxyProtocol",
+            l.require_proxy_protocol,
+            "proxyProtocolFrom",
+            !l.proxy_protocol_from.is_empty(),
+        ),
+        (
+            "allowXclient",
+            l.allow_xclient,
+            "xclientFrom",
+            !l.xclient_from.is_empty(),
+        ),
+    ] {
+        if on && !given {
+            return Err(ConfigError::invalid(
+                format!("{at}.{list}"),
+                format!(
+                    "{switch} needs {list}: the peers trusted to tell the client's address (any other peer could claim any address)"
+                ),
+            ));
+        }
+        if given && !on {
+            return Err(ConfigError::invalid(
+                format!("{at}.{list}"),
+                format!("{list} is only used with {switch}: true"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_delivery(d: &DeliveryConfig, at: &str, context: Context) -> Result<(), ConfigError> {
