@@ -17,6 +17,7 @@ pub mod control;
 pub mod delivery;
 pub mod log;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod received;
 pub mod records;
 pub mod rejection_limit;

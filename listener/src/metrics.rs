@@ -27,8 +27,20 @@ pub struct ListenerLabels {
 /// Labels naming which deadline closed a session.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeadlineLabels {
-    /// `read` (clientTimeout), `command`, `data`, `write`, `tls` or `budget`.
+    /// `read` (clientTimeout), `command`, `data`, `write`, `tls`, `budget` or `proxy`
+    /// (no PROXY header within clientTimeout).
     pub deadline: &'static str,
+}
+
+/// Labels of a PROXY protocol header's fate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyLabels {
+    /// The listen address.
+    pub listener: String,
+    /// `v1` or `v2` (a client address taken), `local` (a header without one, e.g. a
+    /// health check), `untrusted` (peer outside `proxyProtocolFrom`), `malformed`,
+    /// `missing` (closed or timed out before a whole header).
+    pub outcome: &'static str,
 }
 
 /// Counters and gauges of the SMTP side.
@@ -64,6 +76,8 @@ pub struct Metrics {
     pub log_records_dropped: Counter,
     /// Failed writes to the record log (each is retried).
     pub log_write_errors: Counter,
+    /// PROXY protocol headers, by listener and outcome.
+    pub proxy_headers: Family<ProxyLabels, Counter>,
 }
 
 impl Metrics {
@@ -135,6 +149,11 @@ impl Metrics {
             self.rejection_records_suppressed.clone(),
         );
         self.register_log(registry);
+        registry.register(
+            "postern_proxy_headers",
+            "PROXY protocol headers by outcome: v1, v2, local, untrusted, malformed, missing",
+            self.proxy_headers.clone(),
+        );
     }
 
     /// Registers the record log's metrics.
