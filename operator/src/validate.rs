@@ -445,7 +445,7 @@ mod tests {
             s.message
         );
         let l = listener(
-            "listeners: [{listen: '0:25', requireProxyProtocol: true, proxyProtocolFrom: [10.0.0.0/8], allowXclient: true, xclientFrom: [10.1.2.3]}]",
+            "listeners: [{listen: '0:25', requireProxyProtocol: true, proxyProtocolFrom: [10.0.0.0/8]}]",
         );
         assert!(validate(&l, &SecretLookup::all_present(&l.spec)).is_ok());
     }

@@ -24,11 +24,6 @@ pub const DEFAULT_LINE_LENGTH_HARD_LIMIT: u32 = 998;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Accept Postfix's XCLIENT command (ADDR, NAME, PORT, PROTO, HELO, DESTADDR,
-    /// DESTPORT), by which a trusted front end passes on the identity of the client it
-    /// serves. Only peers in `xclientFrom` may use it; others get `550 5.7.0`.
-    #[serde(default)]
-    pub allow_xclient: bool,
     /// Text after the hostname in the 220 greeting; do not include a hostname.
     #[serde(default = "default_banner")]
     pub banner: String,
@@ -132,9 +127,6 @@ pub struct ListenerConfig {
     /// reads is dropped.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: HumanDuration,
-    /// The peers (IPs or CIDR blocks) that may send XCLIENT when `allowXclient` is on.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub xclient_from: Vec<IpNetwork>,
 }
 
 /// KumoMTA's `invalid_line_endings`: what to do with a bare CR or LF in message data.
@@ -202,7 +194,6 @@ impl Default for TraceHeaders {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
-            allow_xclient: false,
             banner: default_banner(),
             client_timeout: default_client_timeout(),
             command_timeout: default_command_timeout(),
@@ -230,7 +221,6 @@ impl Default for ListenerConfig {
             tls_refresh_interval: default_tls_refresh_interval(),
             trace_headers: TraceHeaders::default(),
             write_timeout: default_write_timeout(),
-            xclient_from: Vec::new(),
         }
     }
 }

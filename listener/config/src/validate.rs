@@ -120,37 +120,21 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
     }
 }
 
-/// PROXY protocol and XCLIENT each trust a list of peers to tell the client's address;
-/// switched on, the list must name someone, and a list without the switch is a mistake.
+/// The PROXY protocol trusts a list of peers to tell the client's address: switched
+/// on, the list must name someone, and a list without the switch is a mistake.
 fn validate_edge(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
-    for (switch, on, list, given) in [
-        (
-            "requireProxyProtocol",
-            l.require_proxy_protocol,
-            "proxyProtocolFrom",
-            !l.proxy_protocol_from.is_empty(),
-        ),
-        (
-            "allowXclient",
-            l.allow_xclient,
-            "xclientFrom",
-            !l.xclient_from.is_empty(),
-        ),
-    ] {
-        if on && !given {
-            return Err(ConfigError::invalid(
-                format!("{at}.{list}"),
-                format!(
-                    "{switch} needs {list}: the peers trusted to tell the client's address (any other peer could claim any address)"
-                ),
-            ));
-        }
-        if given && !on {
-            return Err(ConfigError::invalid(
-                format!("{at}.{list}"),
-                format!("{list} is only used with {switch}: true"),
-            ));
-        }
+    let given = !l.proxy_protocol_from.is_empty();
+    if l.require_proxy_protocol && !given {
+        return Err(ConfigError::invalid(
+            format!("{at}.proxyProtocolFrom"),
+            "requireProxyProtocol needs proxyProtocolFrom: the peers trusted to tell the client's address (any other peer could claim any address)",
+        ));
+    }
+    if given && !l.require_proxy_protocol {
+        return Err(ConfigError::invalid(
+            format!("{at}.proxyProtocolFrom"),
+            "proxyProtocolFrom is only used with requireProxyProtocol: true",
+        ));
     }
     Ok(())
 }

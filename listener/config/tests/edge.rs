@@ -1,4 +1,4 @@
-//! The fields of a listener at the edge: PROXY protocol, XCLIENT and client certificates.
+//! The fields of a listener at the edge: PROXY protocol and client certificates.
 
 use postern_config::{Config, KeySource};
 
@@ -13,21 +13,18 @@ fn edge_fields_parse_and_default_off() {
 listeners:
   - requireProxyProtocol: true
     proxyProtocolFrom: ["10.0.0.0/8", "::1"]
-    allowXclient: true
-    xclientFrom: ["192.0.2.7"]
     tlsRequiredClientCa: /etc/postern/client-ca.pem
 "#,
     )
     .unwrap();
     let l = &config.listeners[0];
-    assert!(l.require_proxy_protocol && l.allow_xclient);
+    assert!(l.require_proxy_protocol);
     let from: Vec<String> = l
         .proxy_protocol_from
         .iter()
         .map(ToString::to_string)
         .collect();
     assert_eq!(from, ["10.0.0.0/8", "::1"]);
-    assert_eq!(l.xclient_from[0].to_string(), "192.0.2.7");
     assert_eq!(
         l.tls_required_client_ca,
         Some(KeySource::File {
@@ -35,13 +32,12 @@ listeners:
         })
     );
     let default = &Config::parse("{}").unwrap().listeners[0];
-    assert!(!default.require_proxy_protocol && !default.allow_xclient);
-    assert!(default.proxy_protocol_from.is_empty() && default.xclient_from.is_empty());
+    assert!(!default.require_proxy_protocol && default.proxy_protocol_from.is_empty());
     assert_eq!(default.tls_required_client_ca, None);
 }
 
 #[test]
-fn a_trust_switch_needs_its_list_and_a_list_needs_its_switch() {
+fn the_proxy_switch_needs_its_list_and_the_list_needs_its_switch() {
     for (yaml, field, says) in [
         (
             "listeners: [{requireProxyProtocol: true}]",
@@ -52,16 +48,6 @@ fn a_trust_switch_needs_its_list_and_a_list_needs_its_switch() {
             "listeners: [{proxyProtocolFrom: [10.0.0.1]}]",
             "listeners[0].proxyProtocolFrom",
             "only used with requireProxyProtocol: true",
-        ),
-        (
-            "listeners: [{allowXclient: true}]",
-            "listeners[0].xclientFrom",
-            "allowXclient needs xclientFrom",
-        ),
-        (
-            "listeners: [{xclientFrom: [10.0.0.1]}]",
-            "listeners[0].xclientFrom",
-            "only used with allowXclient: true",
         ),
         (
             "listeners: [{requireProxyProtocol: true, proxyProtocolFrom: ['10.0.0.1/8']}]",
