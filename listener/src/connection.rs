@@ -37,6 +37,7 @@ use crate::{
     delivery::{DeliveryQueue, queued_message},
     log::RecordLog,
     metrics::Metrics,
+    proxy_protocol,
     session::{Action, AfterData, Delivery, Session, TlsInfo},
     smtp::{
         data::{BareLineEndings, DataFramer, DataOptions, DataOutcome},
@@ -145,16 +146,32 @@ struct Connection {
 /// Serves one accepted connection to its end. IPv4-mapped IPv6 addresses (a dual-stack
 /// socket's IPv4 peers) are turned into plain IPv4 here, so relay rules, trace
 /// headers and records all see `192.0.2.1`, never `::ffff:192.0.2.1`.
-pub async fn serve(socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+///
+/// With `requireProxyProtocol` the client is the one the PROXY header names, and a
+/// connection without a good header ends here, before the banner.
+pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let peer = canonical(peer);
     let local = canonical(socket.local_addr().unwrap_or(peer));
+    let hard_stop = shared.hard_stop.clone();
+    let (peer, rbuf) = if shared.ctx.config.require_proxy_protocol {
+        let header = tokio::select! {
+            header = proxy_protocol::accept_header(&mut socket, peer, &shared) => header,
+            () = hard_stop.cancelled() => None,
+        };
+        match header {
+            Some(found) => found,
+            None => return,
+        }
+    } else {
+        (peer, BytesMut::new())
+    };
+    // Overlays are chosen by the real client (the PROXY header's, when there is one).
     let ctx = shared.ctx.for_connection(peer.ip(), local.ip());
     let session = Session::new(ctx.clone(), peer, local);
     let timeout = ctx.config.client_timeout.get();
-    let hard_stop = shared.hard_stop.clone();
     let mut conn = Connection {
         stream: Some(Stream::Plain(socket)),
-        rbuf: BytesMut::new(),
+        rbuf,
         wbuf: Vec::new(),
         session,
         ctx,

@@ -20,6 +20,7 @@ pub mod credential_store;
 pub mod delivery;
 pub mod log;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod received;
 pub mod records;
 pub mod rejection_limit;

@@ -29,12 +29,24 @@ pub struct ListenerLabels {
 /// Labels naming which deadline closed a session.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeadlineLabels {
-    /// `read` (clientTimeout), `command`, `data`, `write`, `tls` or `budget`.
+    /// `read` (clientTimeout), `command`, `data`, `write`, `tls`, `budget` or `proxy`
+    /// (no PROXY header within clientTimeout).
     pub deadline: &'static str,
 }
 
 /// Every value of the `deadline` label: each series exists from the start (at 0).
-pub const DEADLINES: [&str; 6] = ["read", "command", "data", "write", "tls", "budget"];
+pub const DEADLINES: [&str; 7] = ["read", "command", "data", "write", "tls", "budget", "proxy"];
+
+/// Labels of a PROXY protocol header's fate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyLabels {
+    /// The listen address.
+    pub listener: String,
+    /// `v1` or `v2` (a client address taken), `local` (a header without one, e.g. a
+    /// health check), `untrusted` (peer outside `proxyProtocolFrom`), `malformed`,
+    /// `missing` (closed or timed out before a whole header).
+    pub outcome: &'static str,
+}
 
 /// Counters and gauges of the SMTP side.
 #[derive(Clone, Debug, Default)]
@@ -75,6 +87,8 @@ pub struct Metrics {
     pub spool_filesystem_used_ratio: Gauge<f64, AtomicU64>,
     /// Each listener's `spoolHighWaterPercent`, 0 to 1: past it MAIL gets 452.
     pub spool_high_water_ratio: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
+    /// PROXY protocol headers, by listener and outcome.
+    pub proxy_headers: Family<ProxyLabels, Counter>,
 }
 
 impl Metrics {
@@ -150,6 +164,11 @@ impl Metrics {
             self.rejection_records_suppressed.clone(),
         );
         self.register_log(registry);
+        registry.register(
+            "postern_proxy_headers",
+            "PROXY protocol headers by outcome: v1, v2, local, untrusted, malformed, missing",
+            self.proxy_headers.clone(),
+        );
         self.register_health(registry);
     }
 

@@ -372,6 +372,10 @@ fn listeners_rules() -> Value {
             ),
             "message": "each listener needs its own port: the Service exposes one port per listener, so two listen addresses may not share a port",
         },
+        {
+            "rule": "self.all(l, (has(l.requireProxyProtocol) && l.requireProxyProtocol) == (has(l.proxyProtocolFrom) && l.proxyProtocolFrom.size() > 0))",
+            "message": "requireProxyProtocol: true and a non-empty proxyProtocolFrom (the load balancers trusted to tell the client's address) go together",
+        },
     ])
 }
 

@@ -22,6 +22,9 @@ pub const UNPRIVILEGED_OFFSET: u16 = 10_000;
 pub const TLS_CERT_KEY: &str = "tls.crt";
 /// Default key of a private key in a `kubernetes.io/tls` Secret.
 pub const TLS_KEY_KEY: &str = "tls.key";
+/// Default key of the CA certificate in a Secret named by `tlsRequiredClientCa`
+/// (where cert-manager puts a CA).
+pub const TLS_CA_KEY: &str = "ca.crt";
 
 /// Why a spec cannot be realised: `reason` is a CamelCase word for the `Stalled`
 /// condition, `message` says what to fix.
@@ -106,6 +109,11 @@ pub fn secret_refs(spec: &EsmtpListenerSpec) -> Vec<SecretRef> {
                 "auth.credentials",
                 l.auth.as_ref().map(|a| &a.credentials),
                 DEFAULT_CREDENTIALS_KEY,
+            ),
+            (
+                "tlsRequiredClientCa",
+                l.tls_required_client_ca.as_ref(),
+                TLS_CA_KEY,
             ),
         ] {
             let field = format!("spec.listeners[{i}].{field}");
@@ -214,6 +222,7 @@ pub fn validate(listener: &EsmtpListener, secrets: &SecretLookup) -> Result<Plan
             ("tlsCertificate", l.tls_certificate.as_ref()),
             ("tlsPrivateKey", l.tls_private_key.as_ref()),
             ("auth.credentials", l.auth.as_ref().map(|a| &a.credentials)),
+            ("tlsRequiredClientCa", l.tls_required_client_ca.as_ref()),
         ] {
             let field = format!("spec.listeners[{i}].{field}");
             match source {
@@ -446,6 +455,45 @@ mod tests {
                 .contains("spec.listeners[0].auth.credentials"),
             "{missing:?}"
         );
+    }
+
+    #[test]
+    fn a_client_ca_comes_from_a_secret_or_vault_not_a_path() {
+        let l =
+            listener("listeners: [{listen: '0:25', tlsRequiredClientCa: {secretName: clients}}]");
+        let refs = secret_refs(&l.spec);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(
+            (
+                refs[0].name.as_str(),
+                refs[0].key.as_str(),
+                refs[0].field.as_str()
+            ),
+            ("clients", "ca.crt", "spec.listeners[0].tlsRequiredClientCa")
+        );
+        let s = stall("listeners: [{listen: '0:25', tlsRequiredClientCa: /ca.pem}]");
+        assert_eq!(s.reason, "UnsupportedKeySource");
+        assert!(
+            s.message
+                .starts_with("spec.listeners[0].tlsRequiredClientCa: path"),
+            "{}",
+            s.message
+        );
+    }
+
+    #[test]
+    fn trust_lists_go_with_their_switches() {
+        let s = stall("listeners: [{listen: '0:25', requireProxyProtocol: true}]");
+        assert!(
+            s.message
+                .starts_with("spec.listeners[0].proxyProtocolFrom: requireProxyProtocol needs"),
+            "{}",
+            s.message
+        );
+        let l = listener(
+            "listeners: [{listen: '0:25', requireProxyProtocol: true, proxyProtocolFrom: [10.0.0.0/8]}]",
+        );
+        assert!(validate(&l, &SecretLookup::all_present(&l.spec)).is_ok());
     }
 
     #[test]

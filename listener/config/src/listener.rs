@@ -96,6 +96,11 @@ pub struct ListenerConfig {
     /// Static metadata merged into every message received on this listener.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// The load balancers (IPs or CIDR blocks) allowed to connect when
+    /// `requireProxyProtocol` is on; a connection from any other peer is closed without
+    /// a banner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_protocol_from: Vec<IpNetwork>,
     /// Parameters for clients from some networks: keys are client IPs or CIDR blocks,
     /// values override this listener's parameters (the most specific block applies).
     #[serde(default, skip_serializing_if = "CidrMap::is_empty")]
@@ -107,12 +112,22 @@ pub struct ListenerConfig {
     /// as on port 465).
     #[serde(default, skip_serializing_if = "ListenerTls::is_default")]
     pub tls: ListenerTls,
+    /// Every connection must begin with a PROXY protocol header (version 1 or 2) from a
+    /// peer in `proxyProtocolFrom`; the client address in it is the one relay rules,
+    /// trace headers, records and metrics use. A missing or malformed header closes the
+    /// connection without a banner.
+    #[serde(default)]
+    pub require_proxy_protocol: bool,
     /// Certificate chain for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certificate: Option<KeySource>,
     /// Private key for STARTTLS; a self-signed certificate when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_private_key: Option<KeySource>,
+    /// CA certificates (PEM) that a client's certificate must chain to: the STARTTLS
+    /// handshake fails without such a certificate. Unset: no client certificate is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_required_client_ca: Option<KeySource>,
     /// The STARTTLS handshake must finish within this, else the connection is closed.
     #[serde(default = "default_tls_handshake_timeout")]
     pub tls_handshake_timeout: HumanDuration,
@@ -219,11 +234,14 @@ impl Default for ListenerConfig {
             max_recipients_per_message: default_max_recipients_per_message(),
             max_message_size: default_max_message_size(),
             meta: BTreeMap::new(),
+            proxy_protocol_from: Vec::new(),
             peer: CidrMap::default(),
             relay_hosts: default_relay_hosts(),
             tls: ListenerTls::default(),
+            require_proxy_protocol: false,
             tls_certificate: None,
             tls_private_key: None,
+            tls_required_client_ca: None,
             tls_handshake_timeout: default_tls_handshake_timeout(),
             tls_refresh_interval: default_tls_refresh_interval(),
             trace_headers: TraceHeaders::default(),

@@ -104,9 +104,11 @@ fn validate_listener(l: &ListenerConfig, at: &str, context: Context) -> Result<(
         }
         _ => {}
     }
+    validate_edge(l, at)?;
     for (name, source) in [
         ("tlsCertificate", &l.tls_certificate),
         ("tlsPrivateKey", &l.tls_private_key),
+        ("tlsRequiredClientCa", &l.tls_required_client_ca),
     ] {
         if let (Context::File, Some(source)) = (context, source) {
             check_file_context(source)
@@ -159,6 +161,25 @@ fn validate_overlays(l: &ListenerConfig, at: &str, context: Context) -> Result<(
             overrides.apply_to(&mut applied);
             validate_listener(&applied, &format!("{at}.{name}[{key}]"), context)?;
         }
+    }
+    Ok(())
+}
+
+/// The PROXY protocol trusts a list of peers to tell the client's address: switched
+/// on, the list must name someone, and a list without the switch is a mistake.
+fn validate_edge(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
+    let given = !l.proxy_protocol_from.is_empty();
+    if l.require_proxy_protocol && !given {
+        return Err(ConfigError::invalid(
+            format!("{at}.proxyProtocolFrom"),
+            "requireProxyProtocol needs proxyProtocolFrom: the peers trusted to tell the client's address (any other peer could claim any address)",
+        ));
+    }
+    if given && !l.require_proxy_protocol {
+        return Err(ConfigError::invalid(
+            format!("{at}.proxyProtocolFrom"),
+            "proxyProtocolFrom is only used with requireProxyProtocol: true",
+        ));
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod dot_stuff;
 pub mod invariants;
 pub mod line;
 pub mod outcome;
+pub mod proxy_header;
 pub mod reply;
 pub mod reply_parser;
 pub mod sasl;

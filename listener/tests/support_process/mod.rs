@@ -614,6 +614,13 @@ impl Smtp {
         })
     }
 
+    /// A client over a connection made elsewhere.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            reader: BufReader::new(stream),
+        }
+    }
+
     /// Connects, expects the 220 greeting and says EHLO.
     pub async fn greeted(addr: SocketAddr) -> io::Result<Self> {
         let mut smtp = Self::connect(addr).await?;

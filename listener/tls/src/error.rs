@@ -9,6 +9,8 @@ pub enum Field {
     Certificate,
     /// `tlsPrivateKey`: the private key.
     PrivateKey,
+    /// `tlsRequiredClientCa`: the CAs a client certificate must chain to.
+    ClientCa,
 }
 
 impl Field {
@@ -17,6 +19,7 @@ impl Field {
         match self {
             Self::Certificate => "tlsCertificate",
             Self::PrivateKey => "tlsPrivateKey",
+            Self::ClientCa => "tlsRequiredClientCa",
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! See `docs/tls.md` for configuration examples, rotation semantics and metrics.
 
+mod client_ca;
 mod error;
 mod expiry;
 mod facts;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use postern_config::ListenerConfig;
 use rustls::ServerConfig;
-use rustls::sign::CertifiedKey;
+use rustls::server::danger::ClientCertVerifier;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_ca::client_verifier;
 use crate::error::{Field, TlsError};
 use crate::metrics::TlsMetrics;
 use crate::options::TlsOptions;
@@ -50,16 +51,25 @@ impl TlsProvider {
     ) -> Result<Arc<Self>, TlsError> {
         let provider = crypto_provider();
         let listen = listener.listen.to_string();
+        let client_verifier = match &listener.tls_required_client_ca {
+            None => None,
+            Some(config) => {
+                let source = Source::new(Field::ClientCa, config, &options)?;
+                let pem = source.read(Field::ClientCa).await?;
+                Some(client_verifier(&pem, &source.describe(), &provider)?)
+            }
+        };
         let (cert_config, key_config) = match (&listener.tls_certificate, &listener.tls_private_key)
         {
             (None, None) => {
                 let hostname = listener.effective_hostname();
                 let key = self_signed::certified_key(&hostname, &provider)?;
                 metrics.served(&listen, &key.cert);
-                return Ok(Arc::new(Self::serving(
-                    key,
+                return Ok(Arc::new(Self::with_resolver(
+                    Arc::new(Resolver::new(key)),
                     format!("self-signed for {hostname}"),
                     None,
+                    client_verifier,
                 )?));
             }
             (Some(c), Some(k)) => (c, k),
@@ -105,27 +115,25 @@ impl TlsProvider {
             vault_every: listener.tls_refresh_interval.get(),
         };
         let task = tokio::spawn(reloader.run());
-        Self::with_resolver(resolver, origin, Some(task)).map(Arc::new)
+        Self::with_resolver(resolver, origin, Some(task), client_verifier).map(Arc::new)
     }
 
-    fn serving(
-        key: Arc<CertifiedKey>,
-        origin: String,
-        reloader: Option<JoinHandle<()>>,
-    ) -> Result<Self, TlsError> {
-        Self::with_resolver(Arc::new(Resolver::new(key)), origin, reloader)
-    }
-
+    /// `client_verifier`: from `tlsRequiredClientCa` (read once, at start), else no
+    /// client certificate is asked for.
     fn with_resolver(
         resolver: Arc<Resolver>,
         origin: String,
         reloader: Option<JoinHandle<()>>,
+        client_verifier: Option<Arc<dyn ClientCertVerifier>>,
     ) -> Result<Self, TlsError> {
-        let config = ServerConfig::builder_with_provider(crypto_provider())
+        let builder = ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Unsupported(format!("TLS server configuration: {e}")))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&resolver) as Arc<_>);
+            .map_err(|e| TlsError::Unsupported(format!("TLS server configuration: {e}")))?;
+        let builder = match client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder.with_cert_resolver(Arc::clone(&resolver) as Arc<_>);
         tracing::info!(source = %origin, "TLS certificate loaded");
         Ok(Self {
             resolver,

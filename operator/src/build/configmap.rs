@@ -15,7 +15,7 @@ use postern_config::{
 use crate::{
     build::{child_meta, config_map_name, labels, sha256_hex},
     crd::EsmtpListener,
-    validate::{ADMIN_PORT, Plan, TLS_CERT_KEY, TLS_KEY_KEY},
+    validate::{ADMIN_PORT, Plan, TLS_CA_KEY, TLS_CERT_KEY, TLS_KEY_KEY},
 };
 
 /// The key of the config file in the ConfigMap.
@@ -49,6 +49,10 @@ pub fn render(listener: &EsmtpListener, plan: &Plan) -> Config {
                     .expect("an all-addresses listen address parses"),
                 tls_certificate: l.tls_certificate.clone().map(|s| resolve(s, TLS_CERT_KEY)),
                 tls_private_key: l.tls_private_key.clone().map(|s| resolve(s, TLS_KEY_KEY)),
+                tls_required_client_ca: l
+                    .tls_required_client_ca
+                    .clone()
+                    .map(|s| resolve(s, TLS_CA_KEY)),
                 delivery: l.delivery.clone().map(resolve_passwords),
                 auth: l.auth.clone().map(|auth| AuthConfig {
                     credentials: resolve(auth.credentials.clone(), DEFAULT_CREDENTIALS_KEY),
@@ -166,6 +170,29 @@ mod tests {
             Some(KeySource::File {
                 path: "/etc/postern/secrets/mx-tls/tls.key".into()
             })
+        );
+    }
+
+    #[test]
+    fn a_client_ca_secret_becomes_its_mounted_ca_crt() {
+        let c = rendered(
+            "listeners: [{listen: '0:25', tlsRequiredClientCa: {secretName: clients}}, {listen: '0:26', tlsRequiredClientCa: {secretName: other, key: bundle.pem}}]",
+        );
+        let cas: Vec<_> = c
+            .listeners
+            .iter()
+            .map(|l| l.tls_required_client_ca.clone())
+            .collect();
+        assert_eq!(
+            cas,
+            [
+                Some(KeySource::File {
+                    path: "/etc/postern/secrets/clients/ca.crt".into()
+                }),
+                Some(KeySource::File {
+                    path: "/etc/postern/secrets/other/bundle.pem".into()
+                }),
+            ]
         );
     }
 
