@@ -241,7 +241,7 @@ impl Smarthost {
             Ok(path)
         };
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../listener/outbound/tests/peers/aiosmtpd_auth.py");
+            .join("../listener/test-peers/peers/aiosmtpd_auth.py");
         let mut child = Command::new(python)
             .arg(script)
             .arg(file("server.pem", cert)?)
