@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use k8s_openapi::{
     ByteString,
     api::{
@@ -34,7 +34,6 @@ use postern_operator::{
     build::{LISTENER_LABEL, configmap::CONFIG_KEY},
     crd::EsmtpListener,
 };
-use serde_yaml::Value;
 use support::{
     TIMEOUT, apply_listener,
     listener::{expect, free_port, listener_binary, require_tool, run_rendered, send},
@@ -74,62 +73,14 @@ listeners:
     operator.stop().await;
     ns.cleanup().await?;
 
-    // Rewrite what a pod provides: spool volume, admin and listen addresses.
-    let dir = tempfile::tempdir()?;
-    let mut config: Value = serde_yaml::from_str(&rendered)?;
-    let smtp_port = free_port()?;
-    let admin_port = free_port()?;
-    config["spool"]["path"] = Value::from(dir.path().join("spool").to_string_lossy().into_owned());
-    config["admin"]["listen"] = Value::from(format!("127.0.0.1:{admin_port}"));
-    let listeners = config["listeners"].as_sequence_mut().context("listeners")?;
-    listeners[0]["listen"] = Value::from(format!("127.0.0.1:{smtp_port}"));
-    listeners[1]["listen"] = Value::from(format!("127.0.0.1:{}", free_port()?));
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
-
+    // What a pod provides (spool volume, admin and listen addresses) on loopback; the
+    // listener's own `check` must accept the config before it runs.
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let running = run_rendered(&rendered, admin, &BTreeMap::new()).await?;
     let bin = listener_binary()?;
-    let check = Command::new(&bin)
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    ensure!(
-        check.status.success(),
-        "postern-listener check refused the operator's config: {}{}\n{rendered}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let log = std::fs::File::create(dir.path().join("listener.log"))?;
-    let _listener = support::listener::Process(
-        Command::new(&bin)
-            .arg("--config")
-            .arg(&path)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?,
-    );
+    let spool = running.dir.path().join("spool");
 
-    // Wait for /readyz on the admin endpoint, then talk SMTP.
-    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut s) = TcpStream::connect(admin) {
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-            let mut first = String::new();
-            BufReader::new(s).read_line(&mut first)?;
-            if first.contains(" 200 ") {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("listener.log")).unwrap_or_default();
-            bail!("the listener did not become ready on {admin}; its log:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    let stream = TcpStream::connect(("127.0.0.1", smtp_port))?;
+    let stream = TcpStream::connect(running.smtp)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -156,7 +107,7 @@ listeners:
     // The message is in the spool, with the trace header the spec named.
     let list = Command::new(&bin)
         .args(["spool", "list", "--spool"])
-        .arg(dir.path().join("spool"))
+        .arg(&spool)
         .output()?;
     let listing = String::from_utf8_lossy(&list.stdout);
     ensure!(
@@ -175,7 +126,7 @@ listeners:
     );
     let show = Command::new(&bin)
         .args(["spool", "show", &id, "--spool"])
-        .arg(dir.path().join("spool"))
+        .arg(&spool)
         .output()?;
     let message = String::from_utf8_lossy(&show.stdout);
     ensure!(message.contains("X-Postern-Ref:"), "{message}");
