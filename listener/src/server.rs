@@ -168,15 +168,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .iter()
         .map(|l| l.delivery.is_some())
         .collect();
-    let recovered = store
-        .recovered(|key| {
-            let index = match key {
-                Some(key) => listen_keys.iter().position(|k| k == key),
-                None => delivering.iter().position(|d| *d),
-            }?;
-            delivering[index].then_some(index)
-        })
-        .map_err(|e| anyhow::anyhow!("spool: {e}"))?;
+    // Resuming reads every queued envelope back; with no listener delivering, all of
+    // them would be dropped again, so a holding-only spool is not read twice.
+    let recovered = if delivering.contains(&true) {
+        store
+            .recovered(|key| {
+                let index = match key {
+                    Some(key) => listen_keys.iter().position(|k| k == key),
+                    None => delivering.iter().position(|d| *d),
+                }?;
+                delivering[index].then_some(index)
+            })
+            .map_err(|e| anyhow::anyhow!("spool: {e}"))?
+    } else {
+        Vec::new()
+    };
     if !recovered.is_empty() {
         tracing::info!(
             messages = recovered.len(),
