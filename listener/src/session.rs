@@ -1303,6 +1303,8 @@ mod tests {
             text.contains("Received: from orig.example (client.example [203.0.113.9])"),
             "{text}"
         );
+        // LOGIN: authenticated, so RFC 3848's ESMTPA.
+        assert!(text.contains("(Postern) with ESMTPA"), "{text}");
         assert_eq!(delivery.extra["peer_address"], "203.0.113.9:40000");
         assert_eq!(delivery.extra["xclient_from"], "192.0.2.1:4000");
         let meta = &delivery.extra["meta"];
@@ -1324,13 +1326,19 @@ mod tests {
     #[test]
     fn relaying_is_judged_on_the_named_client_not_the_proxy() {
         // The proxy may relay by itself; the client it names may not.
-        let mut s = xclient_session("192.0.2.1:4000", "");
-        s.base = Arc::new(ListenerContext::new(
-            serde_yaml::from_str(
-                "{hostname: mx.test, allowXclient: true, xclientFrom: [192.0.2.1], relayHosts: [192.0.2.1]}",
-            )
-            .unwrap(),
-        ));
+        let config: ListenerConfig = serde_yaml::from_str(
+            "{hostname: mx.test, allowXclient: true, xclientFrom: [192.0.2.1], relayHosts: [192.0.2.1]}",
+        )
+        .unwrap();
+        let mut s = Session::new(
+            Arc::new(ListenerContext::new(config)),
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:25".parse().unwrap(),
+        );
+        s.command(b"EHLO proxy.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 250);
+        s.command(b"RSET");
         restarted(s.command(b"XCLIENT ADDR=198.51.100.7"));
         s.command(b"EHLO proxy.test");
         s.command(b"MAIL FROM:<a@b.test>");

@@ -54,9 +54,10 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
         Some(name) => format!("{name} {peer}"),
         None => peer,
     };
+    // RFC 3848: ESMTP with AUTH (over TLS, or a LOGIN an XCLIENT proxy vouched for).
     let protocol = match reception_protocol(info.esmtp, info.tls.is_some()) {
-        // RFC 3848: ESMTP with TLS and AUTH.
         "ESMTPS" if info.authenticated => "ESMTPSA",
+        "ESMTP" if info.authenticated => "ESMTPA",
         protocol => protocol,
     };
     let tls = info
