@@ -166,8 +166,8 @@ pub async fn serve(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         (peer, BytesMut::new())
     };
     // Overlays are chosen by the real client (the PROXY header's, when there is one).
-    let ctx = shared.ctx.for_connection(peer.ip(), local.ip());
-    let session = Session::new(ctx.clone(), peer, local);
+    let session = Session::new(shared.ctx.clone(), peer, local);
+    let ctx = session.context().clone();
     let timeout = ctx.config.client_timeout.get();
     let mut conn = Connection {
         stream: Some(Stream::Plain(socket)),
@@ -231,6 +231,7 @@ impl Connection {
                         return Ok(());
                     }
                 }
+                Action::Restart(greeting) => self.restart(&greeting),
                 Action::Authenticate(claim) => {
                     let ok = match &self.ctx.auth {
                         Some(auth) => auth.check(*claim, self.session.peer().ip()).await,
@@ -400,6 +401,22 @@ impl Connection {
             let rest = BytesMut::from(&self.rbuf[..]);
             self.rbuf = rest;
         }
+    }
+
+    /// XCLIENT named another client: its greeting starts a new session, so anything
+    /// the proxy pipelined after XCLIENT (sent before this greeting) is thrown away, as
+    /// after STARTTLS; the new client's overlays (timeouts, limits) apply from here.
+    fn restart(&mut self, greeting: &Reply) {
+        if !self.rbuf.is_empty() {
+            tracing::warn!(
+                bytes = self.rbuf.len(),
+                "discarding commands pipelined after XCLIENT"
+            );
+            self.rbuf.clear();
+        }
+        self.ctx = self.session.context().clone();
+        self.timeout = self.ctx.config.client_timeout.get();
+        self.queue(greeting);
     }
 
     /// Runs the TLS handshake after `220` (or, with implicit TLS, at once). Returns

@@ -31,8 +31,14 @@ pub struct Received<'a> {
     pub peer: SocketAddr,
     /// The listener address.
     pub local: SocketAddr,
-    /// The EHLO/HELO name and whether it was EHLO.
-    pub helo: Option<(&'a str, bool)>,
+    /// The EHLO/HELO name, if known.
+    pub helo: Option<&'a str>,
+    /// Whether the client spoke ESMTP (said EHLO).
+    pub esmtp: bool,
+    /// The client's host name, when an XCLIENT proxy said it.
+    pub client_name: Option<&'a str>,
+    /// The XCLIENT proxy that named the client, when one did.
+    pub xclient_from: Option<SocketAddr>,
     /// TLS facts, when encrypted.
     pub tls: Option<&'a TlsInfo>,
     /// Who the client authenticated as, if it did.
@@ -191,9 +197,10 @@ fn with_trace_headers(r: &Received<'_>, relayed: &[String], meta: &Map<String, V
     }
     if trace.received_header {
         let info = ReceivedInfo {
-            helo: r.helo.map(|(name, _)| name),
-            esmtp: r.helo.is_none_or(|(_, esmtp)| esmtp),
+            helo: r.helo,
+            esmtp: r.esmtp,
             peer: r.peer.ip(),
+            client_name: r.client_name,
             hostname: &r.ctx.hostname,
             tls: r.tls.map(|t| (t.protocol.as_str(), t.cipher.as_str())),
             authenticated: r.auth.is_some(),
@@ -229,13 +236,10 @@ fn message_meta(r: &Received<'_>) -> Map<String, Value> {
     meta.insert("received_from".into(), r.peer.to_string().into());
     meta.insert("received_via".into(), r.local.to_string().into());
     meta.insert("hostname".into(), r.ctx.hostname.clone().into());
-    meta.insert(
-        "ehlo_domain".into(),
-        r.helo.map(|(n, _)| n).unwrap_or_default().into(),
-    );
+    meta.insert("ehlo_domain".into(), r.helo.unwrap_or_default().into());
     meta.insert(
         "reception_protocol".into(),
-        reception_protocol(r.helo.is_none_or(|(_, e)| e), r.tls.is_some()).into(),
+        reception_protocol(r.esmtp, r.tls.is_some()).into(),
     );
     if let Some(tls) = r.tls {
         meta.insert("tls_protocol_version".into(), tls.protocol.clone().into());
@@ -244,6 +248,12 @@ fn message_meta(r: &Received<'_>) -> Map<String, Value> {
     if let Some(auth) = r.auth {
         meta.insert("authn_id".into(), auth.authn.clone().into());
         meta.insert("authz_id".into(), auth.authz.clone().into());
+    }
+    if let Some(proxy) = r.xclient_from {
+        meta.insert("xclient_from".into(), proxy.to_string().into());
+    }
+    if let Some(name) = r.client_name {
+        meta.insert("client_name".into(), name.into());
     }
     meta
 }
@@ -256,10 +266,10 @@ fn spool_extra(r: &Received<'_>, meta: Map<String, Value>) -> Map<String, Value>
         r.ctx.config.listen.to_string().into(),
     );
     extra.insert("peer_address".into(), r.peer.to_string().into());
-    extra.insert(
-        "ehlo".into(),
-        r.helo.map(|(n, _)| n).unwrap_or_default().into(),
-    );
+    if let Some(proxy) = r.xclient_from {
+        extra.insert("xclient_from".into(), proxy.to_string().into());
+    }
+    extra.insert("ehlo".into(), r.helo.unwrap_or_default().into());
     if let Some(tls) = r.tls {
         extra.insert(
             "tls".into(),
@@ -281,14 +291,15 @@ fn message_record(
         kind,
         Response::of(reply, None),
         PeerAddress {
-            name: r.helo.map(|(n, _)| n).unwrap_or_default().into(),
+            name: r.helo.unwrap_or_default().into(),
             addr: r.peer.ip().to_string(),
         },
         r.local,
         r.tls,
-        r.helo.is_none_or(|(_, e)| e),
+        r.esmtp,
     );
     record.id = Some(r.id.clone());
+    record.xclient_from = r.xclient_from.map(|p| p.to_string());
     record.sender = r.sender.clone();
     record.size = size;
     record.timestamp = r.now;
@@ -359,6 +370,7 @@ pub fn base_record(
         oob: None,
         report_parse_error: None,
         rejections_suppressed: None,
+        xclient_from: None,
         suppressed: false,
     }
 }

@@ -109,6 +109,10 @@ pub struct LogRecord {
     /// log since the previous one (a session that refuses too much too fast).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejections_suppressed: Option<u64>,
+    /// The proxy that named the client with XCLIENT (`IP:port`), when one did: the
+    /// peer that really sent the commands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xclient_from: Option<String>,
     /// Counted in the metrics but not written to the log (rate-limited).
     #[serde(skip)]
     pub suppressed: bool,

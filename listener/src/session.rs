@@ -18,6 +18,9 @@ use crate::{
         data::DataOutcome,
         reply::Reply,
         sasl::{self, Claim, Mechanism, SaslError},
+        xclient::{
+            XCLIENT_ATTRIBUTES, XclientAttributes, XclientProto, XclientValue, parse_xclient,
+        },
     },
 };
 
@@ -44,6 +47,11 @@ pub enum Action {
     /// Check the claimed credentials (off the reactor: hashing is slow), then call
     /// [`Session::auth_finished`] and send its reply after its delay.
     Authenticate(Box<Claim>),
+    /// XCLIENT was accepted: the session starts over for the client it names. Throw
+    /// away anything pipelined after it (it was sent before this greeting), take
+    /// [`Session::context`] again (overlays follow the new client address) and send
+    /// the new `220` greeting.
+    Restart(Reply),
 }
 
 /// Who the client authenticated as (SMTP AUTH).
@@ -129,6 +137,34 @@ struct Helo {
     esmtp: bool,
 }
 
+/// What a trusted proxy said about its client with XCLIENT. Each attribute stays until a
+/// later XCLIENT changes it; the address and ports live in the session's `peer` and
+/// `local`.
+#[derive(Clone, Debug)]
+struct Forwarded {
+    /// The proxy: the connection's own peer (after any PROXY header).
+    proxy: SocketAddr,
+    /// `NAME`: the client's host name, when the proxy knew it.
+    name: Option<String>,
+    /// `HELO`: `None` when not told (the proxy's own EHLO after XCLIENT stands);
+    /// `Some(None)` when the proxy said it does not know.
+    helo: Option<Option<String>>,
+    /// `PROTO`: whether the client spoke ESMTP, when told.
+    esmtp: Option<bool>,
+    /// `LOGIN`: who the client authenticated as at the proxy.
+    login: Option<String>,
+}
+
+impl Forwarded {
+    /// The client counts as authenticated as its `LOGIN` (Postfix's semantics).
+    fn authenticated(&self) -> Option<Authenticated> {
+        self.login.clone().map(|login| Authenticated {
+            authz: login.clone(),
+            authn: login,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Transaction {
     sender: Option<Mailbox>,
@@ -139,7 +175,11 @@ struct Transaction {
 /// One client connection's SMTP state.
 #[derive(Debug)]
 pub struct Session {
+    /// The listener's own context, for choosing overlays again after XCLIENT.
+    base: Arc<ListenerContext>,
+    /// The context for this client (the listener's, or one its overlays made).
     ctx: Arc<ListenerContext>,
+    /// The client: the connection's peer, or the one XCLIENT named.
     peer: SocketAddr,
     local: SocketAddr,
     helo: Option<Helo>,
@@ -152,12 +192,25 @@ pub struct Session {
     sasl: Option<SaslStep>,
     checking: Option<(Mechanism, Authenticated)>,
     authenticated: Option<Authenticated>,
+    /// The peer is in `xclientFrom` on a listener (or overlay) with `allowXclient`.
+    xclient_allowed: bool,
+    /// What XCLIENT said, once it was accepted.
+    forwarded: Option<Forwarded>,
 }
 
 impl Session {
-    /// A new session for a connection from `peer` to `local`.
-    pub fn new(ctx: Arc<ListenerContext>, peer: SocketAddr, local: SocketAddr) -> Self {
+    /// A new session for a connection from `peer` to `local` on the listener of `base`;
+    /// its `peer` and `via` overlays are applied here.
+    pub fn new(base: Arc<ListenerContext>, peer: SocketAddr, local: SocketAddr) -> Self {
+        let ctx = base.for_connection(peer.ip(), local.ip());
+        let xclient_allowed = ctx.config.allow_xclient
+            && ctx
+                .config
+                .xclient_from
+                .iter()
+                .any(|n| n.contains(peer.ip()));
         Self {
+            base,
             ctx,
             peer,
             local,
@@ -171,7 +224,15 @@ impl Session {
             sasl: None,
             checking: None,
             authenticated: None,
+            xclient_allowed,
+            forwarded: None,
         }
+    }
+
+    /// The context of the client: the listener's parameters with the overlays for its
+    /// address (chosen again when XCLIENT names another client).
+    pub fn context(&self) -> &Arc<ListenerContext> {
+        &self.ctx
     }
 
     /// The client's address.
@@ -262,12 +323,14 @@ impl Session {
         std::mem::take(&mut self.records)
     }
 
-    /// The TLS handshake completed: the session starts over (RFC 3207 §4.2).
+    /// The TLS handshake completed: the session starts over (RFC 3207 §4.2). A client
+    /// named by XCLIENT stays (the proxy is trusted by its address, not by what it
+    /// sent in plaintext), with its `LOGIN`; an AUTH of the session's own is dropped.
     pub fn tls_established(&mut self, tls: TlsInfo) {
         self.tls = Some(tls);
         self.helo = None;
         self.transaction = None;
-        self.authenticated = None;
+        self.authenticated = self.forwarded.as_ref().and_then(Forwarded::authenticated);
     }
 
     /// Handles one command line (without CRLF).
@@ -310,6 +373,7 @@ impl Session {
             )),
             Command::StartTls => self.starttls(line),
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial.as_deref()),
+            Command::Xclient(args) => self.xclient(line, &args),
             Command::NotImplemented(verb) => Action::Reply(self.refuse(
                 line,
                 Reply::new(502, "5.5.1", format!("{verb} not implemented")),
@@ -337,7 +401,130 @@ impl Session {
         } else if self.ctx.auth.is_some() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
+        if self.xclient_allowed {
+            lines.push(format!("XCLIENT {XCLIENT_ATTRIBUTES}"));
+        }
         Reply::plain(250, lines)
+    }
+
+    /// `XCLIENT attribute=value ...` (Postfix's extension): only from a peer in
+    /// `xclientFrom` on a listener with `allowXclient` (any other peer is told
+    /// `550 5.7.0` and the session goes on), only outside a mail transaction. Accepted,
+    /// the named client stands for the peer from then on (relay rules, overlays, trace
+    /// headers, records), the session starts over and a new `220` greeting is sent:
+    /// the client must say EHLO again. TLS stays as it was.
+    fn xclient(&mut self, line: &[u8], args: &str) -> Action {
+        if !self.xclient_allowed {
+            let reply = Reply::new(550, "5.7.0", "insufficient authorization");
+            return Action::Reply(self.refuse(line, reply));
+        }
+        if self.transaction.is_some() {
+            let reply = Reply::new(
+                503,
+                "5.5.1",
+                "XCLIENT not permitted inside a mail transaction; send RSET first",
+            );
+            return Action::Reply(self.refuse(line, reply));
+        }
+        let attributes = match parse_xclient(args) {
+            Ok(attributes) => attributes,
+            Err(error) => {
+                let reply = Reply::new(501, "5.5.4", format!("syntax error: {error}"));
+                return Action::Reply(self.refuse(line, reply));
+            }
+        };
+        let (peer, local) = match self.forwarded_addresses(&attributes) {
+            Ok(addresses) => addresses,
+            Err(why) => {
+                let reply = Reply::new(501, "5.5.4", why);
+                return Action::Reply(self.refuse(line, reply));
+            }
+        };
+        let mut forwarded = self.forwarded.take().unwrap_or(Forwarded {
+            proxy: self.peer,
+            name: None,
+            helo: None,
+            esmtp: None,
+            login: None,
+        });
+        if let Some(name) = attributes.name {
+            forwarded.name = name.known();
+        }
+        if let Some(helo) = attributes.helo {
+            forwarded.helo = Some(helo.known());
+        }
+        if let Some(proto) = attributes.proto {
+            forwarded.esmtp = proto.known().map(|p| p == XclientProto::Esmtp);
+        }
+        if let Some(login) = attributes.login {
+            forwarded.login = login.known();
+        }
+        tracing::info!(
+            proxy = %forwarded.proxy,
+            client = %peer,
+            name = forwarded.name.as_deref().unwrap_or(""),
+            login = forwarded.login.is_some(),
+            "XCLIENT accepted"
+        );
+        self.peer = peer;
+        self.local = local;
+        self.ctx = self.base.for_connection(peer.ip(), local.ip());
+        self.helo = None;
+        self.transaction = None;
+        self.authenticated = forwarded.authenticated();
+        self.forwarded = Some(forwarded);
+        Action::Restart(self.greeting())
+    }
+
+    /// The client and the address it connected to after `attributes`: a new address
+    /// without a port leaves the port unknown (0). An address the proxy does not know
+    /// is refused: relaying is judged on it, and the proxy's own must not stand in.
+    fn forwarded_addresses(
+        &self,
+        attributes: &XclientAttributes,
+    ) -> Result<(SocketAddr, SocketAddr), &'static str> {
+        let mut peer = self.peer;
+        let mut local = self.local;
+        for (addr, port, at, what) in [
+            (&attributes.addr, &attributes.port, &mut peer, "ADDR"),
+            (
+                &attributes.dest_addr,
+                &attributes.dest_port,
+                &mut local,
+                "DESTADDR",
+            ),
+        ] {
+            match addr {
+                Some(XclientValue::Known(ip)) => *at = SocketAddr::new(ip.to_canonical(), 0),
+                Some(_) if what == "ADDR" => {
+                    return Err("ADDR must name the client's address: relaying is judged on it");
+                }
+                Some(_) => {
+                    return Err("DESTADDR must name an address when given");
+                }
+                None => {}
+            }
+            if let Some(port) = port {
+                at.set_port(port.clone().known().unwrap_or(0));
+            }
+        }
+        Ok((peer, local))
+    }
+
+    /// The client's HELO name and whether it spoke ESMTP: what XCLIENT said (`HELO`,
+    /// `PROTO`), else what the session heard. No name before any HELO, or when the
+    /// proxy said it does not know the client's; ESMTP unless known otherwise.
+    fn client_hello(&self) -> (Option<&str>, bool) {
+        let own_name = self.helo.as_ref().map(|h| h.name.as_str());
+        let own_esmtp = self.helo.as_ref().is_none_or(|h| h.esmtp);
+        let Some(forwarded) = &self.forwarded else {
+            return (own_name, own_esmtp);
+        };
+        let name = match &forwarded.helo {
+            Some(told) => told.as_deref(),
+            None => own_name,
+        };
+        (name, forwarded.esmtp.unwrap_or(own_esmtp))
     }
 
     fn mail(&mut self, line: &[u8], from: Option<Mailbox>, params: MailParams) -> Reply {
@@ -636,13 +823,17 @@ impl Session {
                 return AfterData::Reply(reply);
             }
         };
+        let (helo, esmtp) = self.client_hello();
         let received = Received {
             ctx: &self.ctx,
             id,
             now,
             peer: self.peer,
             local: self.local,
-            helo: self.helo.as_ref().map(|h| (h.name.as_str(), h.esmtp)),
+            helo,
+            esmtp,
+            client_name: self.forwarded.as_ref().and_then(|f| f.name.as_deref()),
+            xclient_from: self.forwarded.as_ref().map(|f| f.proxy),
             tls: self.tls.as_ref(),
             auth: self.authenticated.as_ref(),
             sender: transaction
@@ -753,21 +944,20 @@ impl Session {
     }
 
     fn record(&self, kind: RecordType, reply: &Reply, command: Option<String>) -> LogRecord {
-        received::base_record(
+        let (name, esmtp) = self.client_hello();
+        let mut record = received::base_record(
             kind,
             Response::of(reply, command),
             PeerAddress {
-                name: self
-                    .helo
-                    .as_ref()
-                    .map(|h| h.name.clone())
-                    .unwrap_or_default(),
+                name: name.unwrap_or_default().to_owned(),
                 addr: self.peer.ip().to_string(),
             },
             self.local,
             self.tls.as_ref(),
-            self.helo.as_ref().is_none_or(|h| h.esmtp),
-        )
+            esmtp,
+        );
+        record.xclient_from = self.forwarded.as_ref().map(|f| f.proxy.to_string());
+        record
     }
 }
 
@@ -842,6 +1032,7 @@ mod tests {
                 r.code
             }
             Action::Authenticate(_) => 0,
+            Action::Restart(r) => r.code,
         }
     }
 
@@ -1048,5 +1239,209 @@ mod tests {
         let after = s.data_received(DataOutcome::BareLineEnding, "id".into(), Utc::now());
         assert!(matches!(after, AfterData::Reply(r) if r.code == 552));
         assert!(!s.in_transaction());
+    }
+
+    /// A listener that trusts 192.0.2.1 with XCLIENT and lets 203.0.113.0/24 relay.
+    fn xclient_session(peer: &str, extra: &str) -> Session {
+        let config: ListenerConfig = serde_yaml::from_str(&format!(
+            "{{hostname: mx.test, allowXclient: true, xclientFrom: [192.0.2.1], \
+             relayHosts: [203.0.113.0/24], {extra}}}"
+        ))
+        .unwrap();
+        Session::new(
+            Arc::new(ListenerContext::new(config)),
+            peer.parse().unwrap(),
+            "192.0.2.2:25".parse().unwrap(),
+        )
+    }
+
+    fn advertises_xclient(s: &mut Session) -> bool {
+        reply_of(s.command(b"EHLO proxy.test"))
+            .lines
+            .iter()
+            .any(|l| l == "XCLIENT ADDR NAME PORT PROTO HELO LOGIN DESTADDR DESTPORT")
+    }
+
+    fn restarted(action: Action) -> Reply {
+        match action {
+            Action::Restart(r) => r,
+            other => panic!("expected a new greeting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn xclient_from_a_trusted_peer_names_the_client_everywhere() {
+        let mut s = xclient_session("192.0.2.1:4000", "");
+        assert!(advertises_xclient(&mut s));
+        // The proxy itself may not relay.
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 550);
+        s.command(b"RSET");
+        let greeting = restarted(s.command(
+            b"XCLIENT ADDR=203.0.113.9 PORT=40000 NAME=client.example HELO=orig.example \
+              PROTO=ESMTP LOGIN=tim DESTADDR=198.51.100.25 DESTPORT=587",
+        ));
+        assert_eq!(greeting.code, 220);
+        assert_eq!(greeting.lines, ["mx.test Postern ESMTP"]);
+        assert_eq!(s.peer(), "203.0.113.9:40000".parse().unwrap());
+        assert_eq!(s.authenticated().unwrap().authn, "tim");
+        // A new session: EHLO again before MAIL.
+        assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 503);
+        assert!(advertises_xclient(&mut s), "still the trusted proxy");
+        assert_eq!(code(s.command(b"MAIL FROM:<a@b.test>")), 250);
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 250);
+        let after = s.data_received(
+            DataOutcome::Complete(b"Subject: x\r\n\r\nbody\r\n".to_vec()),
+            "id1".into(),
+            Utc::now(),
+        );
+        let AfterData::Store(delivery) = after else {
+            panic!("not stored: {after:?}");
+        };
+        let text = String::from_utf8_lossy(&delivery.data);
+        assert!(
+            text.contains("Received: from orig.example (client.example [203.0.113.9])"),
+            "{text}"
+        );
+        // LOGIN: authenticated, so RFC 3848's ESMTPA.
+        assert!(text.contains("(Postern) with ESMTPA"), "{text}");
+        assert_eq!(delivery.extra["peer_address"], "203.0.113.9:40000");
+        assert_eq!(delivery.extra["xclient_from"], "192.0.2.1:4000");
+        let meta = &delivery.extra["meta"];
+        assert_eq!(meta["received_from"], "203.0.113.9:40000");
+        assert_eq!(meta["received_via"], "198.51.100.25:587");
+        assert_eq!(meta["ehlo_domain"], "orig.example");
+        assert_eq!(meta["authn_id"], "tim");
+        assert_eq!(meta["client_name"], "client.example");
+        let reception = &delivery.records[0];
+        assert_eq!(reception.peer_address.addr, "203.0.113.9");
+        assert_eq!(reception.peer_address.name, "orig.example");
+        assert_eq!(reception.xclient_from.as_deref(), Some("192.0.2.1:4000"));
+        // The first refusal, before XCLIENT, names the proxy and no xclient_from.
+        let records = s.take_records();
+        assert_eq!(records[0].peer_address.addr, "192.0.2.1");
+        assert_eq!(records[0].xclient_from, None);
+    }
+
+    #[test]
+    fn relaying_is_judged_on_the_named_client_not_the_proxy() {
+        // The proxy may relay by itself; the client it names may not.
+        let config: ListenerConfig = serde_yaml::from_str(
+            "{hostname: mx.test, allowXclient: true, xclientFrom: [192.0.2.1], relayHosts: [192.0.2.1]}",
+        )
+        .unwrap();
+        let mut s = Session::new(
+            Arc::new(ListenerContext::new(config)),
+            "192.0.2.1:4000".parse().unwrap(),
+            "192.0.2.2:25".parse().unwrap(),
+        );
+        s.command(b"EHLO proxy.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert_eq!(code(s.command(b"RCPT TO:<x@y.test>")), 250);
+        s.command(b"RSET");
+        restarted(s.command(b"XCLIENT ADDR=198.51.100.7"));
+        s.command(b"EHLO proxy.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        let refused = reply_of(s.command(b"RCPT TO:<x@y.test>"));
+        assert_eq!(refused.code, 550);
+        assert!(
+            refused.lines[0].ends_with("denied for 198.51.100.7"),
+            "{refused:?}"
+        );
+        // A new address without a port: the port is unknown.
+        assert_eq!(s.peer(), "198.51.100.7:0".parse().unwrap());
+    }
+
+    #[test]
+    fn an_untrusted_peer_or_a_listener_without_xclient_gets_550_and_goes_on() {
+        for mut s in [xclient_session("192.0.2.9:4000", ""), session()] {
+            assert!(!advertises_xclient(&mut s));
+            let refused = reply_of(s.command(b"XCLIENT ADDR=203.0.113.9"));
+            assert_eq!(
+                (refused.code, refused.enhanced.unwrap().to_string()),
+                (550, "5.7.0".into())
+            );
+            assert_eq!(refused.lines, ["insufficient authorization"]);
+            // Malformed arguments tell an untrusted peer nothing more.
+            assert_eq!(code(s.command(b"XCLIENT FOO=bar")), 550);
+            assert_eq!(code(s.command(b"NOOP")), 250);
+            assert_ne!(
+                s.peer().ip(),
+                "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn xclient_is_refused_inside_a_transaction_and_when_malformed() {
+        let mut s = xclient_session("192.0.2.1:4000", "");
+        s.command(b"EHLO proxy.test");
+        s.command(b"MAIL FROM:<a@b.test>");
+        assert_eq!(code(s.command(b"XCLIENT ADDR=203.0.113.9")), 503);
+        assert!(s.in_transaction(), "the transaction goes on");
+        s.command(b"RSET");
+        for bad in [
+            &b"XCLIENT"[..],
+            b"XCLIENT FOO=bar",
+            b"XCLIENT ADDR=2001:db8::1",
+            b"XCLIENT ADDR=[UNAVAILABLE]",
+            b"XCLIENT DESTADDR=[TEMPUNAVAIL]",
+            b"XCLIENT PORT=99999",
+        ] {
+            let reply = reply_of(s.command(bad));
+            assert_eq!(
+                (reply.code, reply.enhanced.unwrap().to_string()),
+                (501, "5.5.4".into()),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            s.peer(),
+            "192.0.2.1:4000".parse().unwrap(),
+            "nothing changed"
+        );
+    }
+
+    #[test]
+    fn xclient_keeps_tls_and_overlays_follow_the_named_client() {
+        let mut s = xclient_session(
+            "192.0.2.1:4000",
+            "peer: {203.0.113.0/24: {banner: for-clients, maxMessageSize: 1000}}",
+        );
+        encrypted(&mut s);
+        let greeting =
+            restarted(s.command(b"XCLIENT ADDR=203.0.113.9 HELO=[UNAVAILABLE] PROTO=SMTP"));
+        assert_eq!(greeting.lines, ["mx.test for-clients"]);
+        assert_eq!(s.context().config.max_message_size, 1000);
+        let ehlo = reply_of(s.command(b"EHLO proxy.test"));
+        assert!(ehlo.lines.contains(&"SIZE 1000".to_string()), "{ehlo:?}");
+        assert!(
+            !ehlo.lines.contains(&"STARTTLS".to_string()),
+            "TLS stays on"
+        );
+        s.command(b"MAIL FROM:<a@b.test>");
+        s.command(b"RCPT TO:<x@y.test>");
+        let AfterData::Store(delivery) = s.data_received(
+            DataOutcome::Complete(b"\r\nbody\r\n".to_vec()),
+            "id2".into(),
+            Utc::now(),
+        ) else {
+            panic!("not stored");
+        };
+        let text = String::from_utf8_lossy(&delivery.data);
+        // HELO unknown, PROTO=SMTP over TLS: "with SMTP", the TLS facts kept.
+        assert!(
+            text.contains("Received: from unknown ([203.0.113.9])"),
+            "{text}"
+        );
+        assert!(text.contains("with SMTP (TLSv1_3:X)"), "{text}");
+        // STARTTLS cannot come again, and a second XCLIENT from the proxy is allowed.
+        assert_eq!(code(s.command(b"STARTTLS")), 503);
+        restarted(s.command(b"XCLIENT ADDR=IPV6:2001:db8::9"));
+        assert_eq!(
+            s.peer().ip(),
+            "2001:db8::9".parse::<std::net::IpAddr>().unwrap()
+        );
     }
 }

@@ -23,6 +23,9 @@ pub struct ReceivedInfo<'a> {
     pub esmtp: bool,
     /// The peer's address.
     pub peer: IpAddr,
+    /// The peer's host name, when known (from an XCLIENT proxy; Postern does no
+    /// reverse lookups of its own).
+    pub client_name: Option<&'a str>,
     /// Our hostname.
     pub hostname: &'a str,
     /// TLS protocol and cipher, when the session is encrypted.
@@ -46,9 +49,15 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
             None => format!("[IPv6:{v6}]"),
         },
     };
+    // RFC 5321 §4.4 TCP-info: the address literal, after the host name when known.
+    let peer = match info.client_name {
+        Some(name) => format!("{name} {peer}"),
+        None => peer,
+    };
+    // RFC 3848: ESMTP with AUTH (over TLS, or a LOGIN an XCLIENT proxy vouched for).
     let protocol = match reception_protocol(info.esmtp, info.tls.is_some()) {
-        // RFC 3848: ESMTP with TLS and AUTH.
         "ESMTPS" if info.authenticated => "ESMTPSA",
+        "ESMTP" if info.authenticated => "ESMTPA",
         protocol => protocol,
     };
     let tls = info
@@ -173,6 +182,7 @@ mod tests {
             helo: Some("client.example"),
             esmtp: true,
             peer: "2001:db8::1".parse().unwrap(),
+            client_name: None,
             hostname: "mx.example.com",
             tls: Some(("TLSv1_3", "TLS13_AES_256_GCM_SHA384")),
             authenticated: false,
@@ -183,6 +193,28 @@ mod tests {
         assert_eq!(
             header,
             "Received: from client.example ([IPv6:2001:db8::1])\r\n\tby mx.example.com (Postern) with ESMTPS (TLSv1_3:TLS13_AES_256_GCM_SHA384)\r\n\tid 0123\r\n\tfor <u@example.com>;\r\n\tThu, 26 Nov 2026 10:00:00 +0000\r\n"
+        );
+    }
+
+    #[test]
+    fn received_names_a_known_client_host_before_its_address() {
+        let header = received_header(&ReceivedInfo {
+            helo: Some("[203.0.113.9]"),
+            esmtp: true,
+            peer: "203.0.113.9".parse().unwrap(),
+            client_name: Some("client.example"),
+            hostname: "mx.example.com",
+            tls: None,
+            authenticated: false,
+            id: "0123",
+            single_recipient: None,
+            date: Utc::now(),
+        });
+        assert!(
+            header.starts_with(
+                "Received: from [203.0.113.9] (client.example [203.0.113.9])\r\n\tby mx.example.com (Postern) with ESMTP\r\n"
+            ),
+            "{header}"
         );
     }
 }

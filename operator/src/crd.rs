@@ -376,6 +376,10 @@ fn listeners_rules() -> Value {
             "rule": "self.all(l, (has(l.requireProxyProtocol) && l.requireProxyProtocol) == (has(l.proxyProtocolFrom) && l.proxyProtocolFrom.size() > 0))",
             "message": "requireProxyProtocol: true and a non-empty proxyProtocolFrom (the load balancers trusted to tell the client's address) go together",
         },
+        {
+            "rule": "self.all(l, !(has(l.allowXclient) && l.allowXclient) || (has(l.xclientFrom) && l.xclientFrom.size() > 0))",
+            "message": "allowXclient: true needs a non-empty xclientFrom (the proxies trusted to tell the client's address and login)",
+        },
     ])
 }
 

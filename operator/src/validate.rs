@@ -494,6 +494,17 @@ mod tests {
             "listeners: [{listen: '0:25', requireProxyProtocol: true, proxyProtocolFrom: [10.0.0.0/8]}]",
         );
         assert!(validate(&l, &SecretLookup::all_present(&l.spec)).is_ok());
+        let s = stall("listeners: [{listen: '0:25', allowXclient: true}]");
+        assert!(
+            s.message
+                .starts_with("spec.listeners[0].xclientFrom: allowXclient needs xclientFrom"),
+            "{}",
+            s.message
+        );
+        let l = listener(
+            "listeners: [{listen: '0:25', allowXclient: true, xclientFrom: [10.0.0.0/8]}]",
+        );
+        assert!(validate(&l, &SecretLookup::all_present(&l.spec)).is_ok());
     }
 
     #[test]

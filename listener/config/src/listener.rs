@@ -27,6 +27,12 @@ pub const DEFAULT_LINE_LENGTH_HARD_LIMIT: u32 = 998;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerConfig {
+    /// Postfix's XCLIENT extension: a peer in `xclientFrom` (a trusted proxy or content
+    /// filter) may tell the real client's address, name, HELO and login, which then
+    /// stand for the client everywhere (relay rules, trace headers, records). Off by
+    /// default; on, it needs `xclientFrom`.
+    #[serde(default)]
+    pub allow_xclient: bool,
     /// SMTP AUTH PLAIN and LOGIN over TLS against password hashes; no AUTH when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
@@ -145,6 +151,10 @@ pub struct ListenerConfig {
     /// reads is dropped.
     #[serde(default = "default_write_timeout")]
     pub write_timeout: HumanDuration,
+    /// The peers (IPs or CIDR blocks) that may use XCLIENT when `allowXclient` is on;
+    /// every other peer is told `550 5.7.0` and is not offered it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xclient_from: Vec<IpNetwork>,
 }
 
 /// KumoMTA's `invalid_line_endings`: what to do with a bare CR or LF in message data.
@@ -216,6 +226,7 @@ impl Default for TraceHeaders {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
+            allow_xclient: false,
             auth: None,
             banner: default_banner(),
             client_timeout: default_client_timeout(),
@@ -247,6 +258,7 @@ impl Default for ListenerConfig {
             trace_headers: TraceHeaders::default(),
             via: CidrMap::default(),
             write_timeout: default_write_timeout(),
+            xclient_from: Vec::new(),
         }
     }
 }

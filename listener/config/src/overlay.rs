@@ -61,11 +61,16 @@ impl<V: JsonSchema> JsonSchema for CidrMap<V> {
 
 /// Listener parameters that a `peer` or `via` entry may override; each one given
 /// replaces the listener's value whole (a `meta` map is not merged).
-/// `listen`, `maxConnections`, `domains`, the TLS sources, `tls`, `auth` and `delivery`
-/// belong to the listener itself and cannot be overridden.
+/// `listen`, `maxConnections`, `domains`, the TLS sources, `tls`, `auth`, `delivery`
+/// and the trusted peer lists (`proxyProtocolFrom`, `xclientFrom`) belong to the
+/// listener itself and cannot be overridden.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerOverrides {
+    /// See the listener's `allowXclient` (switched on, the listener's `xclientFrom`
+    /// must name someone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_xclient: Option<bool>,
     /// See the listener's `banner`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub banner: Option<String>,
@@ -131,6 +136,7 @@ impl ListenerOverrides {
             };
         }
         take!(
+            allow_xclient,
             banner,
             client_timeout,
             command_timeout,

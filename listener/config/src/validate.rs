@@ -26,6 +26,7 @@ pub fn validate_listeners(
     for (i, listener) in listeners.iter().enumerate() {
         let at = format!("{prefix}[{i}]");
         validate_listener(listener, &at, context)?;
+        validate_xclient_list(listener, &at)?;
         let addr = listener.listen.socket_addr();
         if addr.port() == 0 {
             continue;
@@ -165,8 +166,9 @@ fn validate_overlays(l: &ListenerConfig, at: &str, context: Context) -> Result<(
     Ok(())
 }
 
-/// The PROXY protocol trusts a list of peers to tell the client's address: switched
-/// on, the list must name someone, and a list without the switch is a mistake.
+/// The PROXY protocol and XCLIENT trust a list of peers to tell the client's address:
+/// switched on, the list must name someone, and (for the PROXY protocol) a list without
+/// the switch is a mistake.
 fn validate_edge(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
     let given = !l.proxy_protocol_from.is_empty();
     if l.require_proxy_protocol && !given {
@@ -179,6 +181,29 @@ fn validate_edge(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::invalid(
             format!("{at}.proxyProtocolFrom"),
             "proxyProtocolFrom is only used with requireProxyProtocol: true",
+        ));
+    }
+    if l.allow_xclient && l.xclient_from.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{at}.xclientFrom"),
+            "allowXclient needs xclientFrom: the proxies trusted to tell the client's address and login (any other peer could claim any address, or an identity allowed to relay)",
+        ));
+    }
+    Ok(())
+}
+
+/// A list of XCLIENT proxies that nothing switches on is a mistake. Checked on the
+/// listener as written (a `peer` or `via` entry may be what switches it on).
+fn validate_xclient_list(l: &ListenerConfig, at: &str) -> Result<(), ConfigError> {
+    let switched_on = l.allow_xclient
+        || [&l.peer, &l.via]
+            .iter()
+            .flat_map(|map| map.0.values())
+            .any(|o| o.allow_xclient == Some(true));
+    if !l.xclient_from.is_empty() && !switched_on {
+        return Err(ConfigError::invalid(
+            format!("{at}.xclientFrom"),
+            "xclientFrom is only used with allowXclient: true",
         ));
     }
     Ok(())

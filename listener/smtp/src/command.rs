@@ -43,6 +43,10 @@ pub enum Command {
         /// The initial response, if the client sent one.
         initial: Option<String>,
     },
+    /// `XCLIENT attribute=value ...` (Postfix's extension): the arguments as given, to be
+    /// parsed with [`crate::xclient::parse_xclient`] once the client is known to be
+    /// allowed to use it (an untrusted client learns nothing from the parse).
+    Xclient(String),
     /// A command we know of but do not implement (EXPN, BDAT, ETRN, TURN, …).
     NotImplemented(String),
 }
@@ -103,6 +107,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         "QUIT" => no_args(args, Command::Quit),
         "STARTTLS" => no_args(args, Command::StartTls),
         "AUTH" => parse_auth(args),
+        "XCLIENT" => Ok(Command::Xclient(args.to_owned())),
         "NOOP" => Ok(Command::Noop),
         "HELP" => Ok(Command::Help),
         "VRFY" if args.trim().is_empty() => {
@@ -384,5 +389,10 @@ mod tests {
             Err(CommandError::Syntax(_))
         ));
         assert!(matches!(parse("VRFY"), Err(CommandError::Syntax(_))));
+        assert_eq!(
+            parse("xclient ADDR=192.0.2.1 NAME=x.example"),
+            Ok(Command::Xclient("ADDR=192.0.2.1 NAME=x.example".into()))
+        );
+        assert_eq!(parse("XCLIENT"), Ok(Command::Xclient(String::new())));
     }
 }

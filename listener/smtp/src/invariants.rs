@@ -8,6 +8,7 @@ use crate::{
     command::{Command, CommandError, is_hello_name, parse_command},
     data::{BareLineEndings, DataFramer, DataOptions, DataOutcome},
     line::{Split, split_line},
+    xclient::{XclientValue, parse_xclient},
 };
 
 /// Splits `data` into command lines as the listener does and parses each one.
@@ -53,11 +54,34 @@ fn check_command(line: &[u8]) {
         }) => assert!(printable(&from.to_string()), "{from:?}"),
         Ok(Command::Rcpt { to }) => assert!(printable(&to.to_string()), "{to:?}"),
         Ok(Command::NotImplemented(verb)) => assert!(printable(&verb)),
+        Ok(Command::Xclient(args)) => check_xclient(&args),
         Ok(_) => {}
         Err(CommandError::Unrecognized(verb) | CommandError::UnsupportedParameter(verb)) => {
             assert!(printable(&verb), "{verb:?}");
         }
         Err(_) => {}
+    }
+}
+
+/// Parses XCLIENT arguments: never a panic; the names that reach `Received:` and the
+/// records are hello names, and an error's text is printable.
+fn check_xclient(args: &str) {
+    match parse_xclient(args) {
+        Ok(attributes) => {
+            for name in [attributes.name, attributes.helo].into_iter().flatten() {
+                if let Some(name) = name.known() {
+                    assert!(is_hello_name(&name), "{name:?}");
+                    assert!(name.bytes().all(|b| b.is_ascii_graphic()), "{name:?}");
+                }
+            }
+            if let Some(login) = attributes.login.and_then(XclientValue::known) {
+                assert!(!login.chars().any(char::is_control), "{login:?}");
+            }
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
     }
 }
 

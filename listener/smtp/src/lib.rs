@@ -18,6 +18,7 @@ pub mod proxy_header;
 pub mod reply;
 pub mod reply_parser;
 pub mod sasl;
+pub mod xclient;
 
 /// Longest command or body line, in octets, not counting CRLF (RFC 5321 §4.5.3.1.6).
 pub const MAX_LINE: usize = 998;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use postern_smtp::invariants::{check_command_input, check_data_input};
 
 /// Octets that matter to SMTP framing and parsing.
-const INTERESTING: &[u8] = b"\r\n.<>@:= \"\\[]\x00\x1b\x7f\xc3\xff";
+const INTERESTING: &[u8] = b"\r\n.<>@:= \"\\[]+\x00\x1b\x7f\xc3\xff";
 
 fn seeds(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -151,6 +151,18 @@ mod tests {
     }
 
     #[test]
+    fn xclient_fields_reach_the_file() {
+        let c = rendered(
+            "listeners: [{listen: '0:25', allowXclient: true, xclientFrom: [10.0.0.0/8], peer: {10.1.0.0/16: {allowXclient: false}}}]",
+        );
+        let l = &c.listeners[0];
+        assert!(l.allow_xclient);
+        assert_eq!(l.xclient_from[0].to_string(), "10.0.0.0/8");
+        let overlay = l.peer.0.values().next().unwrap();
+        assert_eq!(overlay.allow_xclient, Some(false));
+    }
+
+    #[test]
     fn ipv6_listeners_bind_every_ipv6_address() {
         let c = rendered("listeners: [{listen: '[::1]:587'}]");
         assert_eq!(c.listeners[0].listen.to_string(), "[::]:10587");
