@@ -442,6 +442,16 @@ async fn e2e_invalid_objects_are_rejected_with_the_cel_message() -> Result<()> {
             "'path' takes no other fields",
         ),
         (
+            "proxy-alone",
+            "listeners: [{listen: '0:25', requireProxyProtocol: true}]",
+            "requireProxyProtocol: true and a non-empty proxyProtocolFrom",
+        ),
+        (
+            "xclient-alone",
+            "listeners: [{listen: '0:25', allowXclient: true}]",
+            "allowXclient: true needs a non-empty xclientFrom",
+        ),
+        (
             "9starts-with-a-digit",
             "listeners: [{listen: '0:25'}]",
             "metadata.name must start with a letter",
