@@ -143,8 +143,8 @@ struct State {
     entries: HashMap<u64, Entry>,
     timers: TimerQueue<u64>,
     sites: HashMap<SiteKey, Site>,
-    /// Entries per message: the queue depth in messages is its length.
-    messages: HashMap<MessageId, u32>,
+    /// The keys of each message's entries: the queue depth in messages is its length.
+    messages: HashMap<MessageId, Vec<u64>>,
     stopping: bool,
 }
 
@@ -348,7 +348,7 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             let site = SiteKey::of(&entry);
             state.next_key += 1;
             let key = state.next_key;
-            *state.messages.entry(info.id).or_default() += 1;
+            state.messages.entry(info.id).or_default().push(key);
             state.sites.entry(site.clone()).or_insert_with(|| Site {
                 destination: entry.destination.clone(),
                 ready: VecDeque::new(),
@@ -644,9 +644,9 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
             }
             _ => {
                 state.entries.remove(&key);
-                if let Some(n) = state.messages.get_mut(&message.id) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(keys) = state.messages.get_mut(&message.id) {
+                    keys.retain(|k| *k != key);
+                    if keys.is_empty() {
                         state.messages.remove(&message.id);
                     }
                 }
@@ -725,10 +725,13 @@ impl<D: Dispatcher, S: QueueStore> Inner<D, S> {
     ) -> Option<(u32, DateTime<Utc>)> {
         let state = self.lock();
         state
-            .entries
-            .iter()
-            .filter(|(k, e)| **k != key && e.message.id == id)
-            .filter_map(|(_, e)| e.due.map(|due| (e.num_attempts, due)))
+            .messages
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(|k| **k != key)
+            .filter_map(|k| state.entries.get(k))
+            .filter_map(|e| e.due.map(|due| (e.num_attempts, due)))
             .chain(retry)
             .reduce(|(a1, d1), (a2, d2)| (a1.max(a2), d1.min(d2)))
     }
