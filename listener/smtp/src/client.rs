@@ -360,7 +360,7 @@ impl Client {
                 Stage::Local,
             )));
         }
-        let mail_line = self.mail_line(envelope, size, body.iter().any(|&b| b >= 0x80), smtputf8);
+        let mail_line = self.mail_line(envelope, size, !body.is_ascii(), smtputf8);
         let rcpt_lines: VecDeque<Vec<u8>> = envelope
             .recipients
             .iter()
