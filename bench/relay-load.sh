@@ -16,7 +16,7 @@
 #                   1 ms; the percentile is interpolated inside its bucket);
 #   server CPU µs/msg and memory MiB, as bench/smtp-load.sh measures them.
 # At the end: Postern's relay msg/s as a multiple of Postfix's, and for Postern whether
-# delivery kept up with reception: every 0.2 s during a run the script samples the
+# delivery kept up with reception: every 0.2 s during a run bench/relay_watch.py samples the
 # messages accepted (`postern_messages_accepted_total`), the messages queued for delivery
 # (`postern_delivery_queued_messages`) and the sink's count; the table gives the rate the
 # sink received at while the client was still sending, the largest queue depth, the depth
@@ -85,11 +85,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Messages the sink has received so far: smtp-sink -c rewrites "sess=N quit=N mesg=N\r".
-sink_count() {
-    tr '\r' '\n' <"$1" | awk -F'mesg=' 'NF > 1 { n = $2 + 0 } END { print n + 0 }'
-}
-
 # p50 and p99 in ms of postfix's delivered messages, from its log's `delay=` fields.
 postfix_latency() {
     grep -h 'status=sent' "$1" | sed -E 's/.* delay=([0-9.]+),.*/\1/' | sort -n |
@@ -121,21 +116,6 @@ postern_latency() {
                 return lower * 1000
             }
             END { if (!n || !count[n]) print "n/a n/a"; else printf "%.0f %.0f\n", pct(0.50), pct(0.99) }'
-}
-
-# sample ADMIN_PORT SINK_OUT T0 OUT: every 0.2 s appends "t accepted queued at_sink" to OUT
-# (run in the background; killed by the caller).
-sample() {
-    local admin=$1 sink_out=$2 t0=$3 out=$4 now metrics
-    while :; do
-        now=$(date +%s.%N)
-        metrics=$(curl -fsS "http://127.0.0.1:$admin/metrics" 2>/dev/null) || metrics=""
-        awk -v t="$now" -v t0="$t0" -v sink="$(sink_count "$sink_out")" '
-            $1 == "postern_messages_accepted_total" { a = $2 }
-            $1 == "postern_delivery_queued_messages" { q = $2 }
-            END { printf "%.2f %d %d %d\n", t - t0, a, q, sink }' <<<"$metrics" >>"$out"
-        sleep 0.2
-    done
 }
 
 # backlog SAMPLES T_SENT T_RELAYED N SIZE SESSIONS SERVER_CPU_S SINK_CPU_S: the
@@ -182,34 +162,36 @@ run() {
     esac
 
     local status=ok ticks0 t0 t_sent t_relayed ticks1
+    # One watcher follows the sink (and for Postern samples its metrics) until the sink
+    # has every message; it prints that moment and the sink's count. It starts before
+    # the clock does, and the clock starts once it is ready.
+    local watch=(python3 "$ROOT/bench/relay_watch.py" "$dir/sink.out" "$messages" "$dir/t0" "$RUN_TIMEOUT")
+    [[ "$kind" == postern ]] && watch+=(--admin "$admin" --samples "$dir/samples")
+    "${watch[@]}" >"$dir/watch.out" &
+    local watcher=$!
+    while [[ ! -e "$dir/t0.ready" ]]; do
+        kill -0 "$watcher" 2>/dev/null || {
+            echo "relay-load: bench/relay_watch.py exited before it was ready" >&2
+            return 1
+        }
+        sleep 0.01
+    done
     ticks0=$(cpu_ticks "$SERVER_PID")
     t0=$(date +%s.%N)
-    local sampler=""
-    if [[ "$kind" == postern ]]; then
-        sample "$admin" "$dir/sink.out" "$t0" "$dir/samples" &
-        sampler=$!
-    fi
+    echo "$t0" >"$dir/t0.tmp" && mv "$dir/t0.tmp" "$dir/t0"
     if ! timeout "$RUN_TIMEOUT" "$SMTP_SOURCE" -d -l "$size" -m "$messages" -s "$sessions" \
         -f a@bench.test -t b@relay.test "127.0.0.1:$port" >"$dir/client.out" 2>&1; then
         status="client failed: $(tail -1 "$dir/client.out")"
     fi
     t_sent=$(date +%s.%N)
-    local deadline=$((SECONDS + RUN_TIMEOUT)) received=0
-    while received=$(sink_count "$dir/sink.out") && ((received < messages)); do
-        if ((SECONDS > deadline)); then
-            status="sink has $received of $messages"
-            break
-        fi
-        sleep 0.02
-    done
-    t_relayed=$(date +%s.%N)
+    local received=0
+    wait "$watcher" || true
+    read -r t_relayed received <"$dir/watch.out"
+    ((received >= messages)) || status="sink has $received of $messages"
     ticks1=$(cpu_ticks "$SERVER_PID")
     local sink_ticks
     sink_ticks=$(awk '{ print $14 + $15 }' "/proc/$SINK_PID/stat")
-    if [[ -n "$sampler" ]]; then
-        sleep 0.3 # one more sample, with the queue empty
-        kill "$sampler" 2>/dev/null || true
-        wait "$sampler" 2>/dev/null || true
+    if [[ "$kind" == postern ]]; then
         backlog "$dir/samples" "$(awk -v a="$t_sent" -v b="$t0" 'BEGIN { print a - b }')" \
             "$(awk -v a="$t_relayed" -v b="$t0" 'BEGIN { print a - b }')" \
             "$messages" "$size" "$sessions" \
