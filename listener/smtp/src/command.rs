@@ -248,7 +248,7 @@ fn parse_rcpt(args: &str) -> Result<Command, CommandError> {
 }
 
 /// A short, printable rendering of client text for replies and logs.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::command::is_hello_name;
+use crate::command::{is_hello_name, printable};
 
 /// The attributes Postern implements, as its EHLO reply advertises them.
 pub const XCLIENT_ATTRIBUTES: &str = "ADDR NAME PORT PROTO HELO LOGIN DESTADDR DESTPORT";
@@ -256,14 +256,6 @@ fn login(text: String) -> Result<String, &'static str> {
         return Err("expected a login name without control characters");
     }
     Ok(text)
-}
-
-/// A short, printable rendering of client text for replies and logs.
-fn printable(text: &str) -> String {
-    text.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
