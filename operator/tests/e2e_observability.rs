@@ -292,8 +292,18 @@ listeners:
     )
     .await?;
     wait_ready(&api, "mx").await?;
-    let operator_scrape = operator.metrics.encode();
     let namespace = ns.name().to_string();
+    // The reconcile writes the Ready condition before it returns and records its
+    // outcome in the gauge, so a scrape right after the condition may still say 0.
+    let ready_sample = format!(
+        "postern_operator_listener_ready{{listener_namespace=\"{namespace}\",listener_name=\"mx\"}} 1"
+    );
+    let mut operator_scrape = operator.metrics.encode();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !operator_scrape.contains(&ready_sample) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        operator_scrape = operator.metrics.encode();
+    }
     let rendered = support::current_config(&ns, "mx")
         .await?
         .data
@@ -377,9 +387,7 @@ listeners:
         );
     }
     ensure!(
-        operator_scrape.contains(&format!(
-            "postern_operator_listener_ready{{listener_namespace=\"{namespace}\",listener_name=\"mx\"}} 1"
-        )),
+        operator_scrape.contains(&ready_sample),
         "the operator's scrape has no ready gauge for mx:\n{operator_scrape}"
     );
     Ok(())
