@@ -30,10 +30,7 @@ use k8s_openapi::{
 };
 use kube::api::{ListParams, PostParams};
 use postern_e2e::{TestNamespace, require_cluster};
-use postern_operator::{
-    build::{LISTENER_LABEL, configmap::CONFIG_KEY},
-    crd::EsmtpListener,
-};
+use postern_operator::{build::LISTENER_LABEL, crd::EsmtpListener};
 use support::{
     TIMEOUT, apply_listener,
     listener::{expect, free_port, listener_binary, require_tool, run_rendered, send},
@@ -63,13 +60,7 @@ listeners:
     )
     .await?;
     wait_ready(&api, "mx").await?;
-    let cm = support::current_config(&ns, "mx").await?;
-    let rendered = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(CONFIG_KEY))
-        .context("the ConfigMap has no config.yaml")?
-        .clone();
+    let rendered = support::rendered_config(&ns, "mx").await?;
     operator.stop().await;
     ns.cleanup().await?;
 
@@ -370,13 +361,7 @@ volumeMounts: [{{name: smarthost-ca, mountPath: /etc/postern/ca, readOnly: true}
     )
     .await?;
     wait_ready(&api, "mx").await?;
-    let cm = support::current_config(&ns, "mx").await?;
-    let rendered = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(CONFIG_KEY))
-        .context("the ConfigMap has no config.yaml")?
-        .clone();
+    let rendered = support::rendered_config(&ns, "mx").await?;
     ensure!(
         rendered.contains("/etc/postern/secrets/relay-auth/password"),
         "the password is rendered as its mounted file:\n{rendered}"

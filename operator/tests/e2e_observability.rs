@@ -18,17 +18,17 @@
 mod support;
 
 use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    collections::{BTreeMap, BTreeSet},
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use postern_e2e::require_cluster;
-use postern_operator::{build::configmap::CONFIG_KEY, crd::EsmtpListener};
+use postern_operator::crd::EsmtpListener;
 use promql_parser::{
     parser::{self, Expr},
     util::{ExprVisitor, walk_expr},
@@ -36,7 +36,7 @@ use promql_parser::{
 use serde_yaml::Value;
 use support::{
     apply_listener,
-    listener::{listener_binary, require_tool},
+    listener::{Process, free_port, http, require_tool, run_rendered},
     setup, wait_ready,
 };
 
@@ -179,24 +179,6 @@ fn chart_queries(helm: &PathBuf) -> Result<Vec<String>> {
     Ok(queries)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// `GET path` on `addr`, HTTP/1.0: the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> Result<(String, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-    let mut reader = BufReader::new(s);
-    let mut status = String::new();
-    reader.read_line(&mut status)?;
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest)?;
-    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok((status, body.to_string()))
-}
-
 /// One SMTP session with the listener from loopback, which is not in `relayHosts`: a
 /// message for the domain it relays to, accepted, and a recipient elsewhere, refused.
 fn smtp_traffic(addr: SocketAddr) -> Result<()> {
@@ -227,15 +209,6 @@ fn smtp_traffic(addr: SocketAddr) -> Result<()> {
     expect("QUIT\r\n", "221")
 }
 
-struct Listener(Child);
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_every_metric_the_dashboard_and_alerts_name_is_exposed() -> Result<()> {
     let cluster = require_cluster!(
@@ -260,7 +233,7 @@ async fn e2e_every_metric_the_dashboard_and_alerts_name_is_exposed() -> Result<(
         return Ok(());
     };
     let sink_port = free_port()?;
-    let _sink = Listener(
+    let _sink = Process(
         Command::new(sink_bin)
             .args(["-u", "root", "-r", "RCPT"])
             .arg(format!("127.0.0.1:{sink_port}"))
@@ -304,48 +277,19 @@ listeners:
         tokio::time::sleep(Duration::from_millis(100)).await;
         operator_scrape = operator.metrics.encode();
     }
-    let rendered = support::current_config(&ns, "mx")
-        .await?
-        .data
-        .and_then(|mut d| d.remove(CONFIG_KEY))
-        .context("the ConfigMap has no config.yaml")?;
+    let rendered = support::rendered_config(&ns, "mx").await?;
     operator.stop().await;
     ns.cleanup().await?;
 
     // The listener binary on the rendered config; what a pod provides is rewritten.
-    let dir = tempfile::tempdir()?;
-    let mut config: Value = serde_yaml::from_str(&rendered)?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    config["spool"]["path"] = Value::from(dir.path().join("spool").to_string_lossy().into_owned());
-    config["admin"]["listen"] = Value::from(admin.to_string());
-    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    config["listeners"][0]["listen"] = Value::from(smtp.to_string());
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&config)?)?;
-    let log = std::fs::File::create(dir.path().join("listener.log"))?;
-    let _listener = Listener(
-        Command::new(listener_binary()?)
-            .arg("--config")
-            .arg(&path)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !get(admin, "/readyz").is_ok_and(|(status, _)| status.contains(" 200 ")) {
-        if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("listener.log")).unwrap_or_default();
-            bail!("the listener did not become ready on {admin}; its log:\n{log}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    smtp_traffic(smtp)?;
+    let listener = run_rendered(&rendered, admin, &BTreeMap::new()).await?;
+    smtp_traffic(listener.smtp)?;
     // The deferred message is queued for its site, after one connection to it.
     let mut listener_scrape = String::new();
     for _ in 0..600 {
-        let (status, body) = get(admin, "/metrics")?;
-        ensure!(status.contains(" 200 "), "/metrics: {status}");
+        let (status, body) = http(admin, "GET", "/metrics")?;
+        ensure!(status == 200, "/metrics: {status}");
         listener_scrape = body;
         if listener_scrape.contains("postern_delivery_queue_depth{")
             && listener_scrape.contains("postern_delivery_connections_open{")

@@ -22,22 +22,22 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Pod},
+    core::v1::{PersistentVolumeClaim, Pod},
     discovery::v1::EndpointSlice,
 };
 use kube::{ResourceExt, api::ListParams};
 use postern_e2e::{TestNamespace, poll, require_cluster};
 use postern_operator::{
-    build::{LISTENER_LABEL, configmap::CONFIG_KEY, ordinal_of},
+    build::{LISTENER_LABEL, ordinal_of},
     crd::EsmtpListener,
     drain::{AdminAddress, AdminReach},
     scale_down::{DRAIN_TIMEOUT, SERVING_LABEL},
     status::{self, READY, RECONCILING, STALLED},
 };
 use support::{
-    Operator, TIMEOUT, apply_listener, current_config, force_scale_down, install_crd,
+    Operator, TIMEOUT, apply_listener, force_scale_down, install_crd,
     listener::{RunningListener, Sink, connect, free_port, queue, run_rendered, send},
-    wait_condition, wait_ready,
+    rendered_config, wait_condition, wait_ready,
 };
 
 /// The test's stand-in for "pod IP : admin port": the loopback admin address of the
@@ -61,13 +61,6 @@ listeners:
 replicas: {replicas}
 {extra}"
     )
-}
-
-async fn rendered(ns: &TestNamespace, name: &str) -> Result<String> {
-    let cm: ConfigMap = current_config(ns, name).await?;
-    cm.data
-        .and_then(|d| d.get(CONFIG_KEY).cloned())
-        .context("the ConfigMap has no config.yaml")
 }
 
 async fn deployments(ns: &TestNamespace, name: &str) -> Result<BTreeSet<String>> {
@@ -166,7 +159,7 @@ async fn e2e_scale_down_drains_each_surplus_replica_before_it_goes() -> Result<(
 
     apply_listener(&api, "mx", &spec(3, sink_addr.port(), extra)).await?;
     wait_ready(&api, "mx").await?;
-    let config = rendered(&ns, "mx").await?;
+    let config = rendered_config(&ns, "mx").await?;
     // Ordinals 1 and 2, each with 4 messages queued toward a next hop that is down.
     let mut listeners = BTreeMap::new();
     for (ordinal, admin) in &admins {
@@ -319,7 +312,7 @@ async fn e2e_a_drain_past_its_deadline_stalls_and_the_annotation_forces() -> Res
 
     apply_listener(&api, "mx", &spec(2, sink_port, extra)).await?;
     wait_ready(&api, "mx").await?;
-    let l1 = run_rendered(&rendered(&ns, "mx").await?, admin, &BTreeMap::new()).await?;
+    let l1 = run_rendered(&rendered_config(&ns, "mx").await?, admin, &BTreeMap::new()).await?;
     queue_mail(&l1, "stuck", 3).await?;
 
     apply_listener(&api, "mx", &spec(1, sink_port, extra)).await?;

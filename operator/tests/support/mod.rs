@@ -230,6 +230,15 @@ pub async fn current_config(
         .with_context(|| format!("getting ConfigMap {cm_name}"))
 }
 
+/// The listener config the operator rendered for `name` (its current ConfigMap's file).
+pub async fn rendered_config(ns: &postern_e2e::TestNamespace, name: &str) -> Result<String> {
+    current_config(ns, name)
+        .await?
+        .data
+        .and_then(|mut d| d.remove(postern_operator::build::configmap::CONFIG_KEY))
+        .context("the ConfigMap has no config.yaml")
+}
+
 /// Sets `postern.io/force-scale-down: "true"` on `name`: its surplus replicas are
 /// removed without draining (kwok's pods run no listener that could be asked).
 pub async fn force_scale_down(api: &Api<EsmtpListener>, name: &str) -> Result<()> {
