@@ -60,37 +60,22 @@ def main():
     context.load_cert_chain(cert, key)
     check = authenticator(username, password)
 
-    starttls = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="smarthost.test",
-        tls_context=context,
-        require_starttls=True,
-        authenticator=check,
-        auth_required=True,
-        auth_require_tls=True,
-    )
-    implicit = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="smarthost.test",
-        ssl_context=context,
-        authenticator=check,
-        auth_required=True,
-        auth_require_tls=False,
-    )
-    login_only = Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=free_port(),
-        server_hostname="smarthost.test",
-        ssl_context=context,
-        authenticator=check,
-        auth_required=True,
-        auth_require_tls=False,
-        auth_exclude_mechanism=["PLAIN"],
+    def server(**tls):
+        """A controller on a free port that requires AUTH checked by `check`."""
+        return Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=free_port(),
+            server_hostname="smarthost.test",
+            authenticator=check,
+            auth_required=True,
+            **tls,
+        )
+
+    starttls = server(tls_context=context, require_starttls=True, auth_require_tls=True)
+    implicit = server(ssl_context=context, auth_require_tls=False)
+    login_only = server(
+        ssl_context=context, auth_require_tls=False, auth_exclude_mechanism=["PLAIN"]
     )
     servers = [starttls, implicit, login_only]
     for server in servers:
